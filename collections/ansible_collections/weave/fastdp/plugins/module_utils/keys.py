@@ -1,0 +1,157 @@
+"""Per-pair, per-direction ESP keys, derived on the hosts the way Weave Net derives them.
+
+    session key = SHA-256(X25519(own private key, peer public key) || mesh password)
+    key A->B    = HKDF-SHA256(ikm=session key, salt=nonce made by B, info=B's peer name)
+
+36 bytes: a 32-byte AES-256-GCM (or ChaCha20) key and its 4-byte salt. The receiver B makes the
+nonce and the SPI of its inbound SA and keeps both in its state directory, per key epoch, so a
+re-run derives the same keys and a new epoch derives new ones. The controller carries a nonce
+to the sender only sealed (AES-GCM under a key the two peers alone can form), so no nonce
+appears in a log; the private key never leaves the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+SA_KEY_BYTES = 36
+NONCE_BYTES = 32
+SPI_MIN = 0x100  # 1-255 are reserved by RFC 4303
+SPI_MAX = 0xFFFFFFFF
+_SEAL_INFO = b"weave.fastdp nonce seal"
+
+
+class KeyMaterialError(Exception):
+    """Bad key material or state (named, so callers can report the field)."""
+
+
+def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def session_key(private: X25519PrivateKey, peer_public: str, password: str) -> bytes:
+    shared = private.exchange(decode_public_key(peer_public))
+    return hashlib.sha256(shared + password.encode()).digest()
+
+
+def sa_key(session: bytes, nonce: bytes, receiver: str) -> bytes:
+    """Key + salt of the direction towards ``receiver`` (the same on both ends)."""
+    return hkdf_sha256(session, nonce, receiver.encode(), SA_KEY_BYTES)
+
+
+def public_key_text(private: X25519PrivateKey) -> str:
+    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def decode_public_key(text: str) -> X25519PublicKey:
+    try:
+        raw = base64.b64decode(text, validate=True)
+        return X25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise KeyMaterialError(f"not a base64 X25519 public key ({exc})") from None
+
+
+def _seal_context(mesh: str, epoch: int, sender: str, receiver: str, spi: int) -> bytes:
+    return f"{mesh}/{epoch}/{sender}->{receiver}/{spi:#x}".encode()
+
+
+def seal_nonce(session: bytes, nonce: bytes, *, mesh, epoch, sender, receiver, spi) -> str:
+    """The nonce of direction sender->receiver, sealed for the sender; bound to its SPI."""
+    iv = secrets.token_bytes(12)
+    sealing_key = hkdf_sha256(session, None, _SEAL_INFO, 32)
+    sealed = AESGCM(sealing_key).encrypt(iv, nonce, _seal_context(mesh, epoch, sender, receiver, spi))
+    return base64.b64encode(iv + sealed).decode()
+
+
+def open_nonce(session: bytes, sealed: str, *, mesh, epoch, sender, receiver, spi) -> bytes:
+    try:
+        blob = base64.b64decode(sealed, validate=True)
+        sealing_key = hkdf_sha256(session, None, _SEAL_INFO, 32)
+        context = _seal_context(mesh, epoch, sender, receiver, spi)
+        return AESGCM(sealing_key).decrypt(blob[:12], blob[12:], context)
+    except (ValueError, InvalidTag):
+        raise KeyMaterialError(
+            f"the nonce {receiver} published for {sender} (epoch {epoch}) does not open: "
+            "different mesh password, stale public key, or tampered in transit"
+        ) from None
+
+
+def new_spi(in_use: set[int]) -> int:
+    """A random SPI outside the reserved range and not used by any SA towards this host."""
+    while True:
+        spi = secrets.randbelow(SPI_MAX - SPI_MIN + 1) + SPI_MIN
+        if spi not in in_use:
+            return spi
+
+
+class StateDir:
+    """The host's root-only state directory (0700; files 0600).
+
+    identity.key     raw X25519 private key
+    inbound.json     {"epochs": {"<epoch>": {"<sender>": {"spi": int, "nonce": hex}}}}
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def identity(self) -> X25519PrivateKey | None:
+        try:
+            with open(self._file("identity.key"), "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        if len(raw) != 32:
+            raise KeyMaterialError(f"{self._file('identity.key')} is damaged ({len(raw)} bytes, want 32)")
+        return X25519PrivateKey.from_private_bytes(raw)
+
+    def create_identity(self) -> X25519PrivateKey:
+        private = X25519PrivateKey.generate()
+        raw = private.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        self._write("identity.key", raw)
+        return private
+
+    def inbound(self) -> dict:
+        try:
+            with open(self._file("inbound.json")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {"epochs": {}}
+
+    def save_inbound(self, data: dict) -> None:
+        self._write("inbound.json", json.dumps(data, sort_keys=True).encode())
+
+    def _write(self, name: str, data: bytes) -> None:
+        """Atomic write of a 0600 file in a 0700 directory."""
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        os.chmod(self.path, 0o700)
+        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._file(name))
+        except BaseException:
+            os.unlink(tmp)
+            raise

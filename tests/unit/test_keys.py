@@ -1,0 +1,90 @@
+"""Key derivation as Weave forms it, and the host's state directory."""
+
+import os
+import stat
+
+import pytest
+from ansible_collections.weave.fastdp.plugins.module_utils import keys
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+pytestmark = pytest.mark.unit
+
+RFC5869_SHA256 = [  # (IKM, salt, info, L, OKM) of RFC 5869 appendix A, test cases 1-3
+    ("0b" * 22, "000102030405060708090a0b0c", "f0f1f2f3f4f5f6f7f8f9", 42,
+     "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"),
+    ("".join(f"{i:02x}" for i in range(0x50)),
+     "".join(f"{i:02x}" for i in range(0x60, 0xB0)),
+     "".join(f"{i:02x}" for i in range(0xB0, 0x100)), 82,
+     ("b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e"
+     "590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87")),
+    ("0b" * 22, "", "", 42,
+     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"),
+]
+
+
+@pytest.mark.parametrize("ikm,salt,info,length,okm", RFC5869_SHA256)
+def test_hkdf_matches_rfc5869_sha256_vectors(ikm, salt, info, length, okm):
+    derived = keys.hkdf_sha256(bytes.fromhex(ikm), bytes.fromhex(salt), bytes.fromhex(info), length)
+    assert derived.hex() == okm
+
+
+def _pair():
+    return X25519PrivateKey.generate(), X25519PrivateKey.generate()
+
+
+def test_key_of_direction_a_to_b_is_the_same_on_a_and_on_b():
+    a, b = _pair()
+    nonce = os.urandom(32)
+    on_a = keys.sa_key(keys.session_key(a, keys.public_key_text(b), "pw"), nonce, "b")
+    on_b = keys.sa_key(keys.session_key(b, keys.public_key_text(a), "pw"), nonce, "b")
+    assert on_a == on_b
+    assert len(on_a) == 36
+
+
+def test_the_two_directions_and_a_new_epoch_nonce_give_different_keys():
+    a, b = _pair()
+    session = keys.session_key(a, keys.public_key_text(b), "pw")
+    nonce, next_epoch_nonce = os.urandom(32), os.urandom(32)
+    a_to_b = keys.sa_key(session, nonce, "b")
+    assert keys.sa_key(session, nonce, "a") != a_to_b
+    assert keys.sa_key(session, next_epoch_nonce, "b") != a_to_b
+
+
+def test_the_password_is_part_of_the_session_key():
+    a, b = _pair()
+    assert keys.session_key(a, keys.public_key_text(b), "pw") != keys.session_key(
+        a, keys.public_key_text(b), "other")
+
+
+def test_a_sealed_nonce_opens_only_for_the_same_pair_password_and_spi():
+    a, b = _pair()
+    on_b = keys.session_key(b, keys.public_key_text(a), "pw")
+    on_a = keys.session_key(a, keys.public_key_text(b), "pw")
+    nonce = os.urandom(32)
+    where = {"mesh": "m", "epoch": 1, "sender": "a", "receiver": "b", "spi": 0x1234}
+    sealed = keys.seal_nonce(on_b, nonce, **where)
+    assert nonce.hex() not in sealed and nonce not in sealed.encode()
+    assert keys.open_nonce(on_a, sealed, **where) == nonce
+    with pytest.raises(keys.KeyMaterialError, match="does not open"):
+        keys.open_nonce(on_a, sealed, **{**where, "spi": 0x1235})
+    wrong_password = keys.session_key(a, keys.public_key_text(b), "not-pw")
+    with pytest.raises(keys.KeyMaterialError, match="does not open"):
+        keys.open_nonce(wrong_password, sealed, **where)
+
+
+def test_state_files_are_root_only(tmp_path):
+    state = keys.StateDir(str(tmp_path / "state"))
+    private = state.create_identity()
+    state.save_inbound({"epochs": {"1": {"b": {"spi": 0x100, "nonce": "00" * 32}}}})
+    assert stat.S_IMODE(os.stat(state.path).st_mode) == 0o700
+    for name in ("identity.key", "inbound.json"):
+        assert stat.S_IMODE(os.stat(os.path.join(state.path, name)).st_mode) == 0o600
+    assert keys.public_key_text(state.identity()) == keys.public_key_text(private)
+    assert sorted(os.listdir(state.path)) == ["identity.key", "inbound.json"]
+
+
+def test_new_spi_avoids_reserved_and_used_values():
+    in_use = set(range(0x100, 0x200))
+    for _ in range(200):
+        spi = keys.new_spi(in_use)
+        assert spi >= 0x100 and spi not in in_use
