@@ -1,0 +1,82 @@
+"""The mesh as declared in the inventory, checked as a whole on the controller.
+
+Every error names the host and the inventory variable to fix, and all of them are found
+before any host is touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+
+CIPHERS = {"aes-gcm": "rfc4106(gcm(aes))", "chacha20-poly1305": "rfc7539esp(chacha20,poly1305)"}
+
+
+def validate(mesh: dict, members: list[dict], max_mtu) -> list[str]:
+    """Problems of the declared mesh. ``max_mtu(underlay_address, underlay_mtu)`` gives the
+    largest overlay MTU a host's underlay allows."""
+    errors = []
+    errors += _duplicates(members, "peer_name", "fastdp_peer_name")
+    errors += _duplicates(members, "underlay_address", "fastdp_underlay_address")
+    errors += _duplicates(members, "overlay_address", "fastdp_overlay_address", key=_ip_only)
+    if mesh["cipher"] not in CIPHERS:
+        errors.append(f"mesh: fastdp_cipher {mesh['cipher']!r} is not one of {sorted(CIPHERS)}")
+    if not mesh.get("password"):
+        errors.append("mesh: fastdp_password is missing or empty (put it in Ansible Vault)")
+    prefix = _network(mesh["overlay_prefix"])
+    if prefix is None:
+        errors.append(f"mesh: fastdp_overlay_prefix {mesh['overlay_prefix']!r} is not a network")
+    for m in members:
+        host = m["host"]
+        underlay = _address(m["underlay_address"])
+        if underlay is None:
+            errors.append(f"{host}: fastdp_underlay_address {m['underlay_address']!r} is not an IP address")
+        overlay = _interface(m["overlay_address"])
+        if overlay is None:
+            errors.append(f"{host}: fastdp_overlay_address {m['overlay_address']!r} is not address/prefix")
+        elif prefix is not None and (overlay.ip not in prefix or overlay.network != prefix):
+            errors.append(f"{host}: fastdp_overlay_address {m['overlay_address']} is outside the "
+                          f"mesh's fastdp_overlay_prefix {prefix}")
+        recorded = m.get("recorded_epoch")
+        if recorded is not None and mesh["epoch"] < recorded:
+            errors.append(f"{host}: fastdp_key_epoch {mesh['epoch']} is lower than the epoch "
+                          f"{recorded} this host already uses (epochs only go up)")
+        if mesh.get("mtu") and underlay is not None and m.get("underlay_mtu"):
+            limit = max_mtu(str(underlay), m["underlay_mtu"])
+            if mesh["mtu"] > limit:
+                errors.append(f"{host}: fastdp_mtu {mesh['mtu']} leaves no room for VXLAN and ESP "
+                              f"over an underlay MTU of {m['underlay_mtu']}: at most {limit}")
+    return errors
+
+
+def _duplicates(members, field, variable, key=str):
+    seen = defaultdict(list)
+    for m in members:
+        seen[key(m[field])].append(m["host"])
+    return [f"{hosts[1]}: {variable} {value} is also {hosts[0]}'s"
+            for value, hosts in seen.items() if len(hosts) > 1]
+
+
+def _ip_only(cidr):
+    return str(cidr).split("/")[0]
+
+
+def _address(text):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _interface(text):
+    try:
+        return ipaddress.ip_interface(text) if "/" in str(text) else None
+    except ValueError:
+        return None
+
+
+def _network(text):
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        return None
