@@ -34,48 +34,63 @@ def _sa_pair(private, table, epoch):
 
 def test_inbound_sa_on_b_and_outbound_sa_on_a_agree_on_spi_and_key():
     private = _peers()
-    table, changes = mesh_keys.ensure_nonces({}, epoch=1, keep_epochs=[], senders=["a"], retain=[],
-                                             spis_in_use=set(), purge=True)
+    table, changes = _ensure({}, epoch=1)
     assert len(changes) == 1 and "for a (epoch 1)" in changes[0]
     inbound, outbound = _sa_pair(private, table, 1)
     assert (inbound.src, inbound.dst) == (outbound.src, outbound.dst) == (A, B)
     assert inbound.spi == outbound.spi and inbound.key == outbound.key
 
 
+def _ensure(table, epoch, senders=None, retain=(), retire=False, spis_in_use=()):
+    return mesh_keys.ensure_nonces(table, epoch=epoch, senders=senders or {"a": None},
+                                   retain=list(retain), spis_in_use=set(spis_in_use), purge=True,
+                                   retire=retire)
+
+
 def test_a_rerun_keeps_nonces_and_a_new_epoch_makes_new_keys():
     private = _peers()
-    table, _ = mesh_keys.ensure_nonces({}, epoch=1, keep_epochs=[], senders=["a"], retain=[],
-                                       spis_in_use=set(), purge=True)
-    again, changes = mesh_keys.ensure_nonces(table, epoch=1, keep_epochs=[], senders=["a"],
-                                             retain=[], spis_in_use=set(), purge=True)
+    table, _ = _ensure({}, epoch=1)
+    again, changes = _ensure(table, epoch=1)
     assert changes == [] and again == table
-    rotated, _ = mesh_keys.ensure_nonces(table, epoch=2, keep_epochs=[1], senders=["a"], retain=[],
-                                         spis_in_use=set(), purge=True)
+    rotated, _ = _ensure(table, epoch=2)
     old, new = _sa_pair(private, rotated, 1)[0], _sa_pair(private, rotated, 2)[0]
     assert old.key == _sa_pair(private, table, 1)[0].key
     assert new.key != old.key and new.spi != old.spi
 
 
+def test_old_epoch_stays_until_its_sender_switched_and_retire_is_asked():
+    table, _ = _ensure({}, epoch=1, senders={"a": None, "c": None})
+    rotated, _ = _ensure(table, epoch=2, senders={"a": 1, "c": 1})
+    assert sorted(rotated["epochs"]) == ["1", "2"]
+    not_yet, changes = _ensure(rotated, epoch=2, senders={"a": 2, "c": 1})
+    assert changes == [] and not_yet == rotated
+    retired, changes = _ensure(rotated, epoch=2, senders={"a": 2, "c": 1}, retire=True)
+    assert sorted(retired["epochs"]["1"]) == ["c"] and sorted(retired["epochs"]["2"]) == ["a", "c"]
+    assert len(changes) == 1 and "of a (epoch 1): switched to epoch 2" in changes[0]
+
+
 def test_lowering_the_epoch_is_refused():
-    table, _ = mesh_keys.ensure_nonces({}, epoch=3, keep_epochs=[], senders=["a"], retain=[],
-                                       spis_in_use=set(), purge=True)
+    table, _ = _ensure({}, epoch=3)
     with pytest.raises(mesh_keys.MeshError, match="epoch: 2 is lower than the epoch 3"):
-        mesh_keys.ensure_nonces(table, epoch=2, keep_epochs=[], senders=["a"], retain=[],
-                                spis_in_use=set(), purge=True)
+        _ensure(table, epoch=2)
 
 
 def test_purge_drops_removed_senders_but_keeps_peers_outside_the_run():
-    table, _ = mesh_keys.ensure_nonces({}, epoch=1, keep_epochs=[], senders=["a", "c", "d"],
-                                       retain=[], spis_in_use=set(), purge=True)
-    after, changes = mesh_keys.ensure_nonces(table, epoch=1, keep_epochs=[], senders=["a"],
-                                             retain=["d"], spis_in_use=set(), purge=True)
+    table, _ = _ensure({}, epoch=1, senders={"a": None, "c": None, "d": None})
+    after, changes = _ensure(table, epoch=1, retain=["d"])
     assert sorted(after["epochs"]["1"]) == ["a", "d"]
-    assert len(changes) == 1 and "of c (epoch 1)" in changes[0]
+    assert len(changes) == 1 and "of c (epoch 1): no longer a peer" in changes[0]
+
+
+def test_spis_are_unique_towards_this_host():
+    table, _ = _ensure({}, epoch=1, senders={f"p{i}": None for i in range(50)},
+                       spis_in_use=range(0x100, 0x1000))
+    spis = [e["spi"] for e in table["epochs"]["1"].values()]
+    assert len(set(spis)) == 50 and min(spis) >= 0x1000
 
 
 def test_published_entries_hold_no_nonce():
     private = _peers()
-    table, _ = mesh_keys.ensure_nonces({}, epoch=1, keep_epochs=[], senders=["a"], retain=[],
-                                       spis_in_use=set(), purge=True)
+    table, _ = _ensure({}, epoch=1)
     text = repr(_b_publishes_for_a(private, table, [1]))
     assert table["epochs"]["1"]["a"]["nonce"] not in text

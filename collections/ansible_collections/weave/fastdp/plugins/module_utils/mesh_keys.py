@@ -31,15 +31,18 @@ def recorded_epoch(table: dict) -> int | None:
     return max((int(e) for e in table.get("epochs", {})), default=None)
 
 
-def ensure_nonces(table: dict, *, epoch: int, keep_epochs: list[int], senders: list[str],
-                  retain: list[str], spis_in_use: set[int], purge: bool) -> tuple[dict, list[str]]:
+def ensure_nonces(table: dict, *, epoch: int, senders: dict[str, int | None], retain: list[str],
+                  spis_in_use: set[int], purge: bool, retire: bool) -> tuple[dict, list[str]]:
     """The receiver's nonce table after this run and the changes, as readable lines.
 
-    ``retain`` are peers outside this run (``--limit``): their entries are left as they are."""
+    ``senders`` maps each sender of this run to the epoch of its outbound SA to this host,
+    once known. Entries of earlier epochs stay until their sender has switched to ``epoch``
+    and ``retire`` is set (make before break). ``retain`` are peers outside this run
+    (``--limit``, later ``serial`` batches): their entries are left as they are."""
     recorded = recorded_epoch(table)
     if recorded is not None and epoch < recorded:
         raise MeshError(f"epoch: {epoch} is lower than the epoch {recorded} this host already uses")
-    epochs = {str(e): dict(peers) for e, peers in table.get("epochs", {}).items()}
+    epochs = {e: dict(peers) for e, peers in table.get("epochs", {}).items()}
     used = set(spis_in_use) | {p["spi"] for peers in epochs.values() for p in peers.values()}
     changes = []
     current = epochs.setdefault(str(epoch), {})
@@ -49,17 +52,16 @@ def ensure_nonces(table: dict, *, epoch: int, keep_epochs: list[int], senders: l
             used.add(spi)
             current[sender] = {"spi": spi, "nonce": secrets.token_bytes(keys.NONCE_BYTES).hex()}
             changes.append(f"+ nonce and inbound SPI {spi:#010x} for {sender} (epoch {epoch})")
-    if purge:
-        wanted_epochs = {str(epoch), *map(str, keep_epochs)}
-        for e in sorted(set(epochs) - wanted_epochs):
-            changes.append(f"- nonces of epoch {e}")
-            del epochs[e]
-        keep_senders = set(senders) | set(retain)
-        for e, peers in epochs.items():
-            for sender in sorted(set(peers) - keep_senders):
-                changes.append(f"- nonce and inbound SPI {peers[sender]['spi']:#010x} of {sender} (epoch {e})")
+    for e, peers in sorted(epochs.items()):
+        for sender in sorted(peers):
+            removed_peer = purge and sender not in senders and sender not in retain
+            switched = retire and int(e) < epoch and senders.get(sender) == epoch
+            if removed_peer or switched:
+                why = "switched to epoch %d" % epoch if switched else "no longer a peer"
+                changes.append(f"- nonce and inbound SPI {peers[sender]['spi']:#010x} of {sender} "
+                               f"(epoch {e}): {why}")
                 del peers[sender]
-    return {"epochs": epochs}, changes
+    return {"epochs": {e: peers for e, peers in epochs.items() if peers}}, changes
 
 
 def publish(table: dict, *, private, password: str, mesh: str, receiver: str,
