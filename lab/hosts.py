@@ -1,0 +1,376 @@
+"""Lab test hosts: network namespaces on this machine, each reached over real SSH.
+
+Host ``hI`` is namespace ``<name>-hI`` with ``eth0`` at 198.51.100.(10+I)/24 and
+2001:db8::(10+I)/64, a veth whose other end (named like the namespace) is enslaved to the
+bridge ``<name>-br`` in the root namespace; the bridge holds 198.51.100.1 and 2001:db8::1,
+the hosts' default gateway, so the controller (root namespace) reaches every host.
+
+The hosts share this machine's filesystem, users and hostname: ``ip netns exec`` only
+switches the network namespace (and remounts /sys). That is why every host gets its own
+state directory in the inventory, and why the inventory's Python is this venv's.
+
+Every lab uses the same addresses, so only one lab can exist at a time on a kernel: a
+second one waits (bounded) for the first to go, and reaps it if its owner process died.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import yaml
+
+GATEWAY = "198.51.100.1"
+GATEWAY6 = "2001:db8::1"
+SSH_PORT = 22
+SSH_COMMON_ARGS = "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o IdentitiesOnly=yes"
+IFNAMSIZ = 15
+NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
+LOCK_FILE = Path("/run/wf-lab.lock")
+DETACHED = "detached"
+
+
+def work_dir(name: str) -> Path:
+    return Path(f"/tmp/wf-lab-{name}")
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    netns: str
+    address: str
+    address6: str
+    iface: str = "eth0"
+
+
+class LabError(RuntimeError):
+    pass
+
+
+class Lab:
+    """``count`` hosts named ``h1``..``hN``; ``sshd=False`` skips SSH for namespace-only labs.
+
+    ``detached`` labs (``python -m lab up``) belong to no process: only ``destroy`` or
+    ``python -m lab down`` removes them. Other labs record their owner process, so a lab
+    left by a killed run is reaped by the next lab that needs the addresses.
+    """
+
+    def __init__(self, count: int = 3, name: str = "wf", sshd: bool = True, *,
+                 detached: bool = False, claim_timeout: float = 300):
+        if not NAME_RE.match(name):
+            raise LabError(f"lab name {name!r}: lower-case letters and digits, letter first")
+        if not 1 <= count <= 240:
+            raise LabError(f"lab of {count} hosts: 1..240 (198.51.100.11 up to .250)")
+        if len(f"{name}-h{count}") > IFNAMSIZ:
+            raise LabError(f"lab name {name!r}: '{name}-h{count}' exceeds {IFNAMSIZ} characters")
+        self.name = name
+        self.sshd = sshd
+        self.detached = detached
+        self.claim_timeout = claim_timeout
+        self.work_dir = work_dir(name)
+        self.bridge = f"{name}-br"
+        self.hosts = [
+            LabHost(f"h{i}", f"{name}-h{i}", f"198.51.100.{10 + i}", f"2001:db8::{10 + i:x}")
+            for i in range(1, count + 1)
+        ]
+        self.inventory = self.work_dir / "inventory.yml"
+        self.private_key = self.work_dir / "id_ed25519"
+        self._sshd: dict[str, subprocess.Popen] = {}
+
+    def __enter__(self) -> Self:
+        return self.create()
+
+    def __exit__(self, *exc) -> None:
+        self.destroy()
+
+    def host(self, host: LabHost | str) -> LabHost:
+        if isinstance(host, LabHost):
+            return host
+        for h in self.hosts:
+            if host in (h.name, h.netns):
+                return h
+        raise LabError(f"no host {host!r} in lab {self.name}")
+
+    def state_dir(self, host: LabHost | str) -> Path:
+        return self.work_dir / self.host(host).name / "state"
+
+    def exec(self, host: LabHost | str, *argv, check: bool = True, **kw):
+        """Run argv in the host's network namespace; output captured as text unless told."""
+        if "stdout" not in kw and "stderr" not in kw:
+            kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        return subprocess.run(["ip", "netns", "exec", self.host(host).netns, *map(str, argv)],
+                              check=check, **kw)
+
+    def create(self) -> Lab:
+        self._claim_addresses()
+        try:
+            self._make_hosts()
+            if self.sshd:
+                self._start_sshd()
+            self._write_inventory()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def destroy(self) -> None:
+        """Remove everything of this lab; safe to call again, and after a failed create."""
+        for proc in self._sshd.values():
+            _stop(proc.pid)
+            proc.wait()
+        self._sshd.clear()
+        self.destroy_stale(self.name)
+
+    @classmethod
+    def destroy_stale(cls, name: str) -> None:
+        """Remove whatever a lab called ``name`` left: sshd, processes in its namespaces,
+        namespaces, links, work dir. Finds them by name, so it also cleans a killed run."""
+        wd = work_dir(name)
+        for pidfile in wd.glob("h*/sshd.pid"):
+            pid = pidfile.read_text().strip()
+            if pid.isdigit() and str(pidfile.parent) in _read(Path(f"/proc/{pid}/cmdline")):
+                _stop(int(pid))
+        namespaces = [ns for ns in _netns_names() if re.fullmatch(rf"{name}-h\d+", ns)]
+        for ns in namespaces:
+            pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                _stop(int(pid), sig=signal.SIGKILL)
+        for ns in namespaces:
+            _run("ip", "netns", "del", ns, check=False)
+        for link in _links():
+            if link == f"{name}-br" or re.fullmatch(rf"{name}-h\d+", link):
+                _run("ip", "link", "del", link, check=False)
+        shutil.rmtree(wd, ignore_errors=True)
+
+    @staticmethod
+    def existing() -> list[str]:
+        """Names of labs that left a work dir, a namespace or a bridge on this machine."""
+        names = {p.name.removeprefix("wf-lab-") for p in Path("/tmp").glob("wf-lab-*")}
+        names |= {m[1] for ns in _netns_names() if (m := re.fullmatch(r"(.+)-h\d+", ns))}
+        return sorted(n for n in names if NAME_RE.match(n))
+
+    def _claim_addresses(self) -> None:
+        """Make the work dir and the bridge holding the gateway address, once no other lab
+        holds it. Leftovers of a dead owner are reaped; a live lab is never touched."""
+        deadline = time.monotonic() + self.claim_timeout
+        while True:
+            with _lock():
+                holder = _gateway_holder()
+                if holder is None:
+                    if _owned(self.name):
+                        raise LabError(f"lab {self.name} exists: python -m lab down --name "
+                                       f"{self.name}")
+                    self.destroy_stale(self.name)
+                    self.work_dir.mkdir(mode=0o700)
+                    (self.work_dir / "owner").write_text(DETACHED if self.detached else _me())
+                    try:
+                        _batch(None, [
+                            f"link add {self.bridge} type bridge",
+                            f"addr add {GATEWAY}/24 dev {self.bridge}",
+                            f"addr add {GATEWAY6}/64 dev {self.bridge} nodad",
+                            f"link set {self.bridge} up",
+                        ])
+                    except BaseException:
+                        self.destroy_stale(self.name)
+                        raise
+                    return
+            other = holder.removesuffix("-br")
+            if holder == f"{other}-br" and work_dir(other).exists() and not _owned(other):
+                self.destroy_stale(other)
+                continue
+            if _read(work_dir(other) / "owner") in (DETACHED, _me()):
+                raise LabError(f"lab {other} holds {GATEWAY} (one lab at a time): "
+                               f"python -m lab down --name {other}")
+            if time.monotonic() > deadline:
+                raise LabError(f"{holder} still holds {GATEWAY} after {self.claim_timeout:.0f}s")
+            time.sleep(0.5)
+
+    def _make_hosts(self) -> None:
+        root = []
+        for h in self.hosts:
+            (self.work_dir / h.name / "state").mkdir(parents=True, mode=0o700)
+            root += [
+                f"netns add {h.netns}",
+                f"link add {h.netns} type veth peer name {h.iface} netns {h.netns}",
+                f"link set {h.netns} master {self.bridge} up",
+            ]
+        _batch(None, root)
+        for h in self.hosts:
+            _batch(h.netns, [
+                "link set lo up",
+                f"addr add {h.address}/24 dev {h.iface}",
+                f"addr add {h.address6}/64 dev {h.iface} nodad",
+                f"link set {h.iface} up",
+                f"route add default via {GATEWAY}",
+                f"route add default via {GATEWAY6}",
+            ])
+
+    def _start_sshd(self) -> None:
+        host_key = self.work_dir / "ssh_host_ed25519_key"
+        for key in (host_key, self.private_key):
+            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"wf-lab-{self.name}",
+                 "-f", key)
+        authorized = self.work_dir / "authorized_keys"
+        shutil.copy(self.private_key.with_suffix(".pub"), authorized)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+        for h in self.hosts:
+            hdir = self.work_dir / h.name
+            config = hdir / "sshd_config"
+            config.write_text(
+                f"ListenAddress {h.address}:{SSH_PORT}\n"
+                f"ListenAddress [{h.address6}]:{SSH_PORT}\n"
+                f"HostKey {host_key}\n"
+                f"PidFile {hdir / 'sshd.pid'}\n"
+                f"AuthorizedKeysFile {authorized}\n"
+                "PermitRootLogin prohibit-password\n"
+                "PubkeyAuthentication yes\n"
+                "PasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\n"
+                "UsePAM no\n"
+                "StrictModes no\n"
+                "UseDNS no\n"
+                "Subsystem sftp internal-sftp\n"
+            )
+            with open(hdir / "sshd.log", "wb") as log:
+                self._sshd[h.name] = subprocess.Popen(
+                    ["ip", "netns", "exec", h.netns, "/usr/sbin/sshd", "-D", "-e", "-f", config],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        for h in self.hosts:
+            self._wait_for_ssh(h)
+
+    def _wait_for_ssh(self, h: LabHost, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection((h.address, SSH_PORT), timeout=1).close()
+                return
+            except OSError as e:
+                proc = self._sshd[h.name]
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log = _read(self.work_dir / h.name / "sshd.log")
+                    raise LabError(f"sshd of {h.netns} not reachable ({e}); log:\n{log}") from e
+                time.sleep(0.05)
+
+    def _write_inventory(self) -> None:
+        hosts = {
+            h.name: {
+                "ansible_host": h.address,
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(self.private_key),
+                "ansible_ssh_common_args": SSH_COMMON_ARGS,
+                "ansible_python_interpreter": sys.executable,
+                "fastdp_netns": h.netns,
+                "fastdp_state_dir": str(self.state_dir(h)),
+                "fastdp_underlay_address": h.address,
+            }
+            for h in self.hosts
+        }
+        self.inventory.write_text(yaml.safe_dump(
+            {"all": {"children": {"fastdp_mesh": {"hosts": hosts}}}}, sort_keys=False))
+
+
+def _run(*argv, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in argv], check=False, capture_output=True, text=True)
+    if check and proc.returncode:
+        raise LabError(f"{' '.join(map(str, argv))}: {proc.stderr.strip()}")
+    return proc
+
+
+def _batch(netns: str | None, commands: list[str]) -> None:
+    """Many ``ip`` commands in one process (a 20-host lab makes ~200 of them)."""
+    argv = ["ip"] + (["-n", netns] if netns else []) + ["-batch", "-"]
+    proc = subprocess.run(argv, check=False, input="\n".join(commands) + "\n",
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise LabError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+
+
+def _netns_names() -> list[str]:
+    return [line.split()[0] for line in _run("ip", "netns", "list").stdout.splitlines() if line]
+
+
+def _links() -> list[str]:
+    out = _run("ip", "-o", "link", "show").stdout
+    return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
+
+
+def _gateway_holder() -> str | None:
+    out = _run("ip", "-o", "-4", "addr", "show").stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if any(f.startswith(f"{GATEWAY}/") for f in fields):
+            return fields[1]
+    return None
+
+
+def _me() -> str:
+    return f"{os.getpid()} {_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    """Process start time (clock ticks since boot), so a reused pid is not taken for its owner."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _owned(name: str) -> bool:
+    """Whether lab ``name`` is detached or its owner process still runs."""
+    owner = _read(work_dir(name) / "owner")
+    pid, _, started = owner.partition(" ")
+    return owner == DETACHED or (pid.isdigit() and _start_time(int(pid)) == started != "")
+
+
+def _stop(pid: int, sig: int = signal.SIGTERM, timeout: float = 3) -> None:
+    """Signal pid, then SIGKILL it if it has not gone within ``timeout``."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _running(pid):
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _running(pid: int) -> bool:
+    """True while pid exists and is not a zombie (a zombie child is reaped by its Popen)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+class _lock:
+    """Serialises the check-and-claim of the gateway address between processes."""
+
+    def __enter__(self):
+        self.fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
