@@ -126,26 +126,31 @@ class Lab:
 
     def destroy(self) -> None:
         """Remove everything of this lab; safe to call again, and after a failed create."""
+        self.destroy_stale(self.name)
         for proc in self._sshd.values():
-            _stop(proc.pid)
+            if proc.poll() is None:
+                proc.kill()
             proc.wait()
         self._sshd.clear()
-        self.destroy_stale(self.name)
 
     @classmethod
     def destroy_stale(cls, name: str) -> None:
-        """Remove whatever a lab called ``name`` left: sshd, processes in its namespaces,
+        """Remove whatever a lab called ``name`` left: processes in its namespaces, sshd,
         namespaces, links, work dir. Finds them by name, so it also cleans a killed run."""
         wd = work_dir(name)
+        listeners = set()
         for pidfile in wd.glob("h*/sshd.pid"):
-            pid = pidfile.read_text().strip()
+            pid = _read(pidfile)
             if pid.isdigit() and str(pidfile.parent) in _read(Path(f"/proc/{pid}/cmdline")):
-                _stop(int(pid))
+                listeners.add(int(pid))
         namespaces = [ns for ns in _netns_names() if re.fullmatch(rf"{name}-h\d+", ns)]
+        # Sessions first, so that their sshd, still alive, reaps them (no zombies left).
         for ns in namespaces:
-            pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
-            for pid in pids:
-                _stop(int(pid), sig=signal.SIGKILL)
+            for pid in map(int, _run("ip", "netns", "pids", ns, check=False).stdout.split()):
+                if pid not in listeners:
+                    _stop(pid, sig=signal.SIGKILL)
+        for pid in listeners:
+            _stop(pid)
         for ns in namespaces:
             _run("ip", "netns", "del", ns, check=False)
         for link in _links():
