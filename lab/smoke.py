@@ -17,7 +17,6 @@ from lab.hosts import Lab, LabHost
 
 VXLAN_DEVICE = "vxlan42"
 VNI = 42
-
 MARK = "0x20000"
 REQID = 1  # the same on the SAs and the policy templates: a mismatch silently drops all
 AEAD = "rfc4106(gcm(aes))"
