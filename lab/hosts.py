@@ -151,6 +151,8 @@ class Lab:
                     _stop(pid, sig=signal.SIGKILL)
         for pid in listeners:
             _stop(pid)
+        for pid in _users_of(wd):
+            _stop(pid)
         for ns in namespaces:
             _run("ip", "netns", "del", ns, check=False)
         for link in _links():
@@ -325,8 +327,13 @@ def _me() -> str:
 
 def _start_time(pid: int) -> str:
     """Process start time (clock ticks since boot), so a reused pid is not taken for its owner."""
+    return _stat_field(pid, 19)
+
+
+def _stat_field(pid: int, index: int) -> str:
+    """Field of /proc/PID/stat after the command name: 0 state, 1 ppid, 19 start time."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[index]
     except (OSError, IndexError):
         return ""
 
@@ -357,10 +364,25 @@ def _stop(pid: int, sig: int = signal.SIGTERM, timeout: float = 3) -> None:
 
 def _running(pid: int) -> bool:
     """True while pid exists and is not a zombie (a zombie child is reaped by its Popen)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return _stat_field(pid, 0) not in ("", "Z")
+
+
+def _users_of(wd: Path) -> list[int]:
+    """Other processes naming the work dir, e.g. ssh connection masters holding the lab's key
+    (Ansible's ControlPersist keeps them a minute), but not this process or its ancestors."""
+    spared, pid = set(), os.getpid()
+    while pid > 1:
+        spared.add(pid)
+        pid = int(_stat_field(pid, 1) or 0)
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
+        try:
+            if pid not in spared and f"{wd}/".encode() in cmdline.read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def _read(path: Path) -> str:
