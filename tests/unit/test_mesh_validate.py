@@ -1,7 +1,6 @@
 """Bad inventories fail on the controller, naming host and variable, before any host changes."""
 
 import pytest
-
 from ansible_collections.weave.fastdp.plugins.module_utils.mesh import validate
 
 pytestmark = pytest.mark.unit

@@ -57,7 +57,7 @@ def ensure_nonces(table: dict, *, epoch: int, senders: dict[str, int | None], re
             removed_peer = purge and sender not in senders and sender not in retain
             switched = retire and int(e) < epoch and senders.get(sender) == epoch
             if removed_peer or switched:
-                why = "switched to epoch %d" % epoch if switched else "no longer a peer"
+                why = f"switched to epoch {epoch}" if switched else "no longer a peer"
                 changes.append(f"- nonce and inbound SPI {peers[sender]['spi']:#010x} of {sender} "
                                f"(epoch {e}): {why}")
                 del peers[sender]
