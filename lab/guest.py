@@ -41,7 +41,7 @@ def kernel_image() -> str:
         raise RuntimeError(
             "no Debian kernel with esp4 under /boot: install linux-image-amd64 (./run does)"
         )
-    return sorted(images, key=_version_key)[-1]
+    return max(images, key=_version_key)
 
 
 def _version_key(path: str) -> list:

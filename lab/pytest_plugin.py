@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
 
 import pytest
 
@@ -23,3 +24,20 @@ def lab_factory():
     yield make
     for lab in reversed(labs):
         lab.destroy()
+
+
+@pytest.fixture
+def netns():
+    """A bare network namespace ``wfn<hex>`` with ``lo`` up and a dummy ``eth0`` holding
+    198.51.100.11/24 and 2001:db8::11/64 (a host's underlay, no peers reachable); removed at
+    teardown with everything in it. For module tests that need no second host."""
+    name = f"wfn{secrets.token_hex(3)}"
+    commands = ["link set lo up", "link add eth0 type dummy", "addr add 198.51.100.11/24 dev eth0",
+                "addr add 2001:db8::11/64 dev eth0 nodad", "link set eth0 up"]
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "-batch", "-"], input="\n".join(commands) + "\n",
+                       text=True, check=True, capture_output=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)

@@ -44,7 +44,6 @@ peer_name:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.weave.fastdp.plugins.module_utils.keys import (
     KeyMaterialError,
     StateDir,

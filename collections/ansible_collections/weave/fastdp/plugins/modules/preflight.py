@@ -1,0 +1,115 @@
+#!/usr/bin/python
+DOCUMENTATION = r"""
+module: preflight
+short_description: Can this host run the encrypted fast datapath? (read-only)
+description:
+  - Checks the kernel version (at least 4.2) and probes for real, in a throwaway network
+    namespace that leaves nothing behind, that an ESP transport SA with the chosen AEAD, a VXLAN
+    device and the iptables matches the guards use (policy, mark, esp) can be made.
+  - Fails naming each missing part. There is no plaintext fallback.
+  - Also returns the underlay address, interface and MTU, and the highest key epoch this host
+    already keeps nonces for, so the whole mesh can be checked before any host changes.
+version_added: 0.1.0
+author: weave.fastdp developers
+options:
+  cipher:
+    description: The mesh's cipher, probed as an ESP SA.
+    type: str
+    choices: [aes-gcm, chacha20-poly1305]
+    default: aes-gcm
+  underlay_address:
+    description: This host's underlay address; default the default route's interface address.
+    type: str
+  probe:
+    description: Run the capability probes (false only reads the facts).
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - weave.fastdp.state_dir
+  - weave.fastdp.netns
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Probe the kernel
+  weave.fastdp.preflight:
+    cipher: aes-gcm
+  register: fastdp_preflight
+"""
+
+RETURN = r"""
+kernel:
+  description: The running kernel's release.
+  type: str
+  returned: always
+missing:
+  description: Each missing part and why (empty when the host can run the mesh).
+  type: dict
+  returned: always
+underlay_address:
+  description: The underlay address.
+  type: str
+  returned: always
+underlay_interface:
+  description: Its interface.
+  type: str
+  returned: always
+underlay_mtu:
+  description: That interface's MTU.
+  type: int
+  returned: always
+recorded_epoch:
+  description: The highest key epoch this host keeps nonces for, or null.
+  type: int
+  returned: always
+"""
+
+import platform
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.weave.fastdp.plugins.module_utils import keys, mesh_keys, preflight
+from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
+from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import esp_probe
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "cipher": {"type": "str", "choices": sorted(CIPHERS), "default": "aes-gcm"},
+            "underlay_address": {"type": "str"},
+            "probe": {"type": "bool", "default": True},
+            "state_dir": {"type": "path", "default": "/var/lib/weave-fastdp"},
+            "netns": {"type": "str"},
+        },
+        supports_check_mode=True,
+    )
+    from pyroute2 import IPRoute
+
+    p = module.params
+    missing = {}
+    if preflight.kernel_version() < preflight.MIN_KERNEL:
+        missing["kernel"] = f"{platform.release()} is older than 4.2"
+    try:
+        with entered(p["netns"]), IPRoute() as ipr:
+            facts = preflight.underlay(ipr, p["underlay_address"])
+        if p["probe"]:
+            results = preflight.probe(CIPHERS[p["cipher"]], esp_probe, preflight.vxlan_probe)
+            missing.update({part: why for part, why in results.items() if why})
+        recorded = mesh_keys.recorded_epoch(keys.StateDir(p["state_dir"]).inbound())
+    except (NetnsError, RuntimeError) as exc:
+        module.fail_json(msg=str(exc))
+    result = {"changed": False, "kernel": platform.release(), "missing": missing,
+              "recorded_epoch": recorded, **facts}
+    if missing:
+        module.fail_json(msg="this host cannot run the encrypted fast datapath: " + "; ".join(
+            f"{part}: {why}" for part, why in missing.items()), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
