@@ -1,0 +1,339 @@
+"""The VXLAN device of a mesh: one device, one all-zeros FDB entry per peer (head-end
+replication), overlay addresses, MTU.
+
+Decide first (``Plan``: the wanted device against what one dump per kind shows), act second
+(``Plan.apply``), so check mode predicts exactly what a real run does. Only the device named
+in the parameters is ever touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+
+VXLAN_OVERHEAD = {4: 50, 6: 70}  # outer Ethernet 14 + IP 20/40 + UDP 8 + VXLAN 8
+# ESP transport with a 16-byte ICV: SPI 4 + sequence 4 + IV 8 + pad length 1 + next header 1
+# + ICV 16. No padding while the overlay MTU is a multiple of 4 (every larger value is refused).
+ESP_OVERHEAD = 34
+MIN_MTU = 68
+MAX_VNI = (1 << 24) - 1
+ALL_ZEROS = "00:00:00:00:00:00"
+IFNAMSIZ = 15
+_NUD_PERMANENT_NOARP = 0x80 | 0x40
+_NTF_SELF = 0x02
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+
+
+class VxlanError(Exception):
+    """Bad input, naming the parameter to fix."""
+
+
+def family(address: str) -> int:
+    return ipaddress.ip_address(address).version
+
+
+def max_overlay_mtu(underlay_address: str, underlay_mtu: int) -> int:
+    """The largest overlay MTU whose VXLAN-in-ESP packets fit the underlay MTU, rounded down
+    to a multiple of 4 (1500 -> 1416 over IPv4, 1396 over IPv6)."""
+    room = underlay_mtu - VXLAN_OVERHEAD[family(underlay_address)] - ESP_OVERHEAD
+    return room // 4 * 4
+
+
+@dataclass(frozen=True)
+class Device:
+    """A VXLAN device as declared or as found; ``fdb`` holds (MAC, peer address) pairs."""
+
+    name: str
+    vni: int
+    port: int
+    local: str
+    underlay_interface: str
+    learning: bool = False
+    mtu: int = 0
+    up: bool = True
+    bridge: str | None = None
+    addresses: frozenset[str] = frozenset()
+    fdb: frozenset[tuple[str, str]] = frozenset()
+
+    def identity(self) -> tuple:
+        """What the kernel cannot change in place."""
+        return self.vni, self.port, self.local, self.underlay_interface, self.learning
+
+    def lines(self) -> list[str]:
+        """Readable, sorted: the diff's before/after."""
+        head = (f"device {self.name}: vni {self.vni} port {self.port} local {self.local} "
+                f"dev {self.underlay_interface}{' learning' if self.learning else ' nolearning'} "
+                f"mtu {self.mtu} {'up' if self.up else 'down'}")
+        if self.bridge:
+            head += f" master {self.bridge}"
+        return ([head] + [f"address {a}" for a in sorted(self.addresses, key=_cidr_key)]
+                + [f"fdb {mac} dst {dst}" for mac, dst in sorted(self.fdb, key=_fdb_key)])
+
+    def facts(self) -> dict:
+        return {"name": self.name, "vni": self.vni, "port": self.port, "local": self.local,
+                "underlay_interface": self.underlay_interface, "mtu": self.mtu,
+                "bridge": self.bridge,
+                "addresses": sorted(self.addresses, key=_cidr_key),
+                "peers": sorted({dst for mac, dst in self.fdb if mac == ALL_ZEROS}, key=_ip_key),
+                "fdb": [{"mac": mac, "peer": dst} for mac, dst in sorted(self.fdb, key=_fdb_key)]}
+
+
+@dataclass
+class Kernel:
+    """One dump per kind: links, addresses, and the device's FDB."""
+
+    links: list
+    addresses: list
+    fdb: list = field(default_factory=list)
+
+    @classmethod
+    def read(cls, ipr, name: str) -> Kernel:
+        links = list(ipr.link("dump"))
+        addresses = list(ipr.addr("dump"))
+        seen = cls(links, addresses)
+        index = seen.index(name)
+        if index is not None:
+            seen.fdb = [n for n in ipr.fdb("dump", ifindex=index) if n.get("ifindex") == index]
+        return seen
+
+    def link(self, name: str):
+        return next((link for link in self.links if link.get("ifname") == name), None)
+
+    def index(self, name: str) -> int | None:
+        link = self.link(name)
+        return link["index"] if link is not None else None
+
+    def name_of(self, index: int | None) -> str | None:
+        return next((link.get("ifname") for link in self.links if link["index"] == index), None)
+
+    def device(self, name: str) -> Device | None:
+        """The device ``name`` as found; refuses a device of that name that is not VXLAN."""
+        link = self.link(name)
+        if link is None:
+            return None
+        kind = link.get(("linkinfo", "kind"))
+        if kind != "vxlan":
+            raise VxlanError(f"name: {name} exists and is a {kind or 'plain'} device, not VXLAN; "
+                             "it is not this module's to change")
+        data = lambda attr: link.get(("linkinfo", "data", attr))
+        master = link.get("IFLA_MASTER")
+        return Device(
+            name=name, vni=data("IFLA_VXLAN_ID"), port=data("IFLA_VXLAN_PORT"),
+            local=data("IFLA_VXLAN_LOCAL") or data("IFLA_VXLAN_LOCAL6"),
+            underlay_interface=self.name_of(data("IFLA_VXLAN_LINK")),
+            learning=bool(data("IFLA_VXLAN_LEARNING")), mtu=link.get("mtu"),
+            up=bool(link["flags"] & 1),
+            bridge=self.name_of(master) if master else None,
+            addresses=frozenset(
+                f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in self.addresses
+                if a["index"] == link["index"] and not _link_local(a.get("IFA_ADDRESS"))),
+            fdb=frozenset((n.get("NDA_LLADDR"), n.get("NDA_DST")) for n in self.fdb
+                          if n.get("NDA_DST")),
+        )
+
+
+def wanted(params: dict, seen: Kernel) -> Device:
+    """The declared device, checked against this host (interfaces, addresses, MTU)."""
+    underlay = params["underlay_interface"] or next(
+        (seen.name_of(a["index"]) for a in seen.addresses
+         if a.get("IFA_ADDRESS") == params["local"]), None)
+    if underlay is None:
+        raise VxlanError(f"local: {params['local']} is not an address of this host "
+                         "(or set underlay_interface)")
+    link = seen.link(underlay)
+    if link is None:
+        raise VxlanError(f"underlay_interface: {underlay} does not exist")
+    limit = max_overlay_mtu(params["local"], link.get("mtu"))
+    mtu = params["mtu"] or limit
+    if not MIN_MTU <= mtu <= limit:
+        raise VxlanError(f"mtu: {mtu} leaves no room for VXLAN and ESP over {underlay}'s MTU "
+                         f"{link.get('mtu')}: the largest allowed value is {limit}"
+                         if mtu > limit else f"mtu: {mtu} is below the minimum {MIN_MTU}")
+    bridge = params["bridge"]
+    if bridge:
+        master = seen.link(bridge)
+        if master is None:
+            raise VxlanError(f"bridge: {bridge} does not exist")
+        if master.get(("linkinfo", "kind")) != "bridge":
+            raise VxlanError(f"bridge: {bridge} is not a bridge")
+    fdb = {(ALL_ZEROS, peer) for peer in params["peers"]}
+    fdb |= {(entry["mac"].lower(), entry["peer"]) for entry in params["macs"]}
+    return Device(name=params["name"], vni=params["vni"], port=params["port"],
+                  local=params["local"], underlay_interface=underlay, mtu=mtu, bridge=bridge,
+                  addresses=frozenset(params["addresses"]), fdb=frozenset(fdb))
+
+
+@dataclass
+class Plan:
+    """What a run changes: readable ``changes`` and the netlink calls that make them."""
+
+    before: Device | None
+    after: Device | None
+    recreate: str | None = None
+    steps: list[tuple[str, object]] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[str]:
+        return [text for text, _ in self.steps]
+
+    def apply(self, ipr) -> None:
+        target = _Target(ipr, (self.after or self.before).name)
+        for done, (text, step) in enumerate(self.steps):
+            try:
+                step(target)
+            except Exception as exc:  # netlink errors, reported with the step
+                raise VxlanError(f"{text}: {exc} (done before it: "
+                                 f"{'; '.join(self.changes[:done]) or 'nothing'})") from exc
+
+
+def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
+    """``want`` None: remove the device. FDB entries not wanted are removed when
+    ``keep_peer(address)`` is false (peers outside this run, or purge off)."""
+    if want is None:
+        result = Plan(before, None)
+        if before is not None:
+            result.steps.append((f"delete device {before.name}", _Target.delete))
+        return result
+    if before is not None:
+        kept = {(mac, dst) for mac, dst in before.fdb - want.fdb if keep_peer(dst)}
+        want = replace(want, fdb=want.fdb | kept)
+    result = Plan(before, want)
+    if before is not None and before.identity() != want.identity():
+        result.recreate = "; ".join(
+            f"{label} {old} -> {new}" for label, old, new in zip(
+                ("vni", "port", "local", "underlay_interface", "learning"),
+                before.identity(), want.identity(), strict=True) if old != new)
+        result.steps.append((f"delete device {before.name} to recreate it ({result.recreate})",
+                             _Target.delete))
+        before = None
+    if before is None:
+        result.steps.append((f"create {want.lines()[0]}", lambda t: t.create(want)))
+        before = Device(want.name, want.vni, want.port, want.local, want.underlay_interface,
+                        mtu=want.mtu, up=False)
+    steps = result.steps
+    for cidr in sorted(before.addresses - want.addresses, key=_cidr_key):
+        steps.append((f"remove address {cidr}", lambda t, c=cidr: t.address("del", c)))
+    for mac, dst in sorted(before.fdb - want.fdb, key=_fdb_key):
+        steps.append((f"remove fdb {mac} dst {dst}", lambda t, m=mac, d=dst: t.fdb("del", m, d)))
+    if before.mtu != want.mtu:
+        steps.append((f"set mtu {before.mtu} -> {want.mtu}", lambda t: t.set(mtu=want.mtu)))
+    if want.bridge is not None and before.bridge != (want.bridge or None):
+        steps.append((f"set master {before.bridge} -> {want.bridge or None}",
+                      lambda t: t.set(master=t.index_of(want.bridge) if want.bridge else 0)))
+    for cidr in sorted(want.addresses - before.addresses, key=_cidr_key):
+        steps.append((f"add address {cidr}", lambda t, c=cidr: t.address("add", c)))
+    for mac, dst in sorted(want.fdb - before.fdb, key=_fdb_key):
+        steps.append((f"add fdb {mac} dst {dst}", lambda t, m=mac, d=dst: t.fdb("append", m, d)))
+    if not before.up:
+        steps.append(("set up", lambda t: t.set(state="up")))
+    if want.bridge is None:  # not managed: report what it is
+        result.after = replace(want, bridge=before.bridge)
+    return result
+
+
+class _Target:
+    """The device being changed; its index is looked up again after it is (re)created."""
+
+    def __init__(self, ipr, name: str):
+        self.ipr, self.name, self._index = ipr, name, None
+
+    @property
+    def index(self) -> int:
+        if self._index is None:
+            self._index = self.index_of(self.name)
+        return self._index
+
+    def index_of(self, name: str) -> int:
+        return self.ipr.link("get", ifname=name)[0]["index"]
+
+    def delete(self) -> None:
+        self.ipr.link("del", index=self.index)
+        self._index = None
+
+    def create(self, want: Device) -> None:
+        local = "vxlan_local" if family(want.local) == 4 else "vxlan_local6"
+        self.ipr.link("add", ifname=want.name, kind="vxlan", vxlan_id=want.vni,
+                      vxlan_port=want.port, vxlan_learning=0,
+                      vxlan_link=self.index_of(want.underlay_interface), mtu=want.mtu,
+                      **{local: want.local})
+
+    def set(self, **attrs) -> None:
+        self.ipr.link("set", index=self.index, **attrs)
+
+    def address(self, command: str, cidr: str) -> None:
+        ip, prefix = cidr.split("/")
+        self.ipr.addr(command, index=self.index, address=ip, prefixlen=int(prefix))
+
+    def fdb(self, command: str, mac: str, dst: str) -> None:
+        self.ipr.fdb(command, ifindex=self.index, lladdr=mac, dst=dst,
+                     state=_NUD_PERMANENT_NOARP, flags=_NTF_SELF)
+
+
+def validate(params: dict) -> None:
+    """Checks that need no kernel; each error names its parameter."""
+    name = params["name"]
+    if not 0 < len(name) <= IFNAMSIZ or any(c in name for c in "/ \t\n:"):
+        raise VxlanError(f"name: {name!r} is not an interface name (1-{IFNAMSIZ} characters, "
+                         "no '/', ':' or blanks)")
+    if params["state"] == "absent":
+        return
+    if not 1 <= params["vni"] <= MAX_VNI:
+        raise VxlanError(f"vni: {params['vni']} is outside 1..{MAX_VNI}")
+    if not 1 <= params["port"] <= 65535:
+        raise VxlanError(f"port: {params['port']} is outside 1..65535")
+    local = _address("local", params["local"])
+    for i, peer in enumerate(params["peers"]):
+        if _address(f"peers[{i}]", peer).version != local.version:
+            raise VxlanError(f"peers[{i}]: {peer} is not IPv{local.version} like local")
+    for i, address in enumerate(params["retain"]):
+        _address(f"retain[{i}]", address)
+    for i, cidr in enumerate(params["addresses"]):
+        try:
+            ipaddress.ip_interface(cidr)
+            if "/" not in cidr:
+                raise ValueError
+        except ValueError:
+            raise VxlanError(f"addresses[{i}]: {cidr!r} is not address/prefix") from None
+    for i, entry in enumerate(params["macs"]):
+        if entry["peer"] not in params["peers"]:
+            raise VxlanError(f"macs[{i}].peer: {entry['peer']} is not one of peers")
+        if not _MAC.fullmatch(entry["mac"]):
+            raise VxlanError(f"macs[{i}].mac: {entry['mac']!r} is not a MAC address")
+
+
+def normalise(params: dict) -> dict:
+    """Addresses in the kernel's spelling, so declared and found compare equal."""
+    p = dict(params)
+    p["local"] = str(ipaddress.ip_address(p["local"]))
+    p["peers"] = sorted({str(ipaddress.ip_address(a)) for a in p["peers"]}, key=_ip_key)
+    p["retain"] = {str(ipaddress.ip_address(a)) for a in p["retain"]}
+    p["addresses"] = [str(ipaddress.ip_interface(c)) for c in p["addresses"]]
+    p["macs"] = [{"mac": m["mac"].lower(), "peer": str(ipaddress.ip_address(m["peer"]))}
+                 for m in p["macs"]]
+    return p
+
+
+def _address(label: str, text: str):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise VxlanError(f"{label}: {text!r} is not an IP address") from None
+
+
+def _link_local(address: str | None) -> bool:
+    return address is not None and ipaddress.ip_address(address).is_link_local
+
+
+def _ip_key(address: str):
+    ip = ipaddress.ip_address(address)
+    return ip.version, ip
+
+
+def _cidr_key(cidr: str):
+    ip = ipaddress.ip_interface(cidr)
+    return ip.version, ip
+
+
+def _fdb_key(entry: tuple[str, str]):
+    return _ip_key(entry[1]), entry[0]

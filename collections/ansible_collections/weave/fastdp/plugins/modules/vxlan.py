@@ -1,0 +1,229 @@
+#!/usr/bin/python
+DOCUMENTATION = r"""
+module: vxlan
+short_description: The VXLAN device of an encrypted fast datapath mesh
+description:
+  - Converges one VXLAN device per mesh (VNI, UDP tunnel port, local underlay address,
+    C(nolearning)), one all-zeros FDB entry per peer (head-end replication: broadcast and
+    unknown frames go to every peer), optional per-peer MAC entries, the overlay addresses,
+    an optional bridge the device is enslaved to, and the MTU; then sets the device up.
+  - The default MTU leaves room for VXLAN (50 bytes over IPv4, 70 over IPv6) and the worst case
+    of ESP (34 bytes), rounded down to a multiple of 4; an underlay MTU of 1500 gives 1416 over
+    IPv4. A larger O(mtu) is refused with the largest allowed value.
+  - The MTU, addresses, master and FDB entries change in place. A change of VNI, port, local
+    address or underlay interface recreates the device (briefly interrupting the overlay); the
+    result says so in RV(recreated) and RV(changes).
+  - Only the device named O(name) is ever touched; a device of that name that is not VXLAN is
+    refused. Underlays may be IPv4 or IPv6.
+version_added: 0.1.0
+author: weave.fastdp developers
+options:
+  name:
+    description: The device name (at most 15 characters), the mesh's ownership marker.
+    type: str
+    required: true
+  state:
+    description: C(absent) removes the device with its addresses and FDB entries.
+    type: str
+    choices: [present, absent]
+    default: present
+  vni:
+    description: VXLAN network identifier, 1 to 16777215. Required when O(state=present).
+    type: int
+  port:
+    description: UDP tunnel port (Weave's fastdp uses 6784).
+    type: int
+    default: 6784
+  local:
+    description: This host's underlay address (IPv4 or IPv6), the source of tunnel packets.
+      Required when O(state=present).
+    type: str
+  underlay_interface:
+    description: The interface the underlay address is on; its MTU bounds the overlay MTU.
+      Default the interface holding O(local).
+    type: str
+  mtu:
+    description: The overlay MTU. Default the largest the underlay allows with VXLAN and ESP.
+    type: int
+  addresses:
+    description: Overlay addresses of the device, C(address/prefix). The whole set:
+      others are removed (IPv6 link-local addresses are left to the kernel).
+    type: list
+    elements: str
+    default: []
+  peers:
+    description: Underlay addresses of the peers, each given an all-zeros FDB entry.
+    type: list
+    elements: str
+    default: []
+  macs:
+    description: Optional static FDB entries, an overlay MAC address behind a peer.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      mac:
+        description: The overlay MAC address.
+        type: str
+        required: true
+      peer:
+        description: The peer's underlay address (one of O(peers)).
+        type: str
+        required: true
+  retain:
+    description: Underlay addresses of peers outside this run (C(--limit)); their FDB entries
+      are left as they are.
+    type: list
+    elements: str
+    default: []
+  purge:
+    description: Remove FDB entries of peers that are neither in O(peers) nor in O(retain).
+    type: bool
+    default: true
+  bridge:
+    description:
+      - A bridge to enslave the device to. An empty string releases it from any master.
+      - Omit to leave the device's master as it is.
+    type: str
+extends_documentation_fragment:
+  - weave.fastdp.netns
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Run the guards module first, so that tunnel traffic never leaves the host in clear.
+seealso:
+  - module: weave.fastdp.guards
+"""
+
+EXAMPLES = r"""
+- name: VXLAN device of mesh weave, to two peers
+  weave.fastdp.vxlan:
+    name: wf-weave
+    vni: 4242
+    local: 198.51.100.11
+    underlay_interface: eth0
+    addresses: [203.0.113.1/24]
+    peers: [198.51.100.12, 198.51.100.13]
+
+- name: Over an IPv6 underlay, with an explicit MTU and a static MAC entry
+  weave.fastdp.vxlan:
+    name: wf-six
+    vni: 6
+    local: 2001:db8::11
+    mtu: 1280
+    addresses: [203.0.113.1/24]
+    peers: [2001:db8::12]
+    macs:
+      - {mac: "02:00:00:00:00:12", peer: 2001:db8::12}
+
+- name: Remove the device
+  weave.fastdp.vxlan:
+    name: wf-weave
+    state: absent
+"""
+
+RETURN = r"""
+changes:
+  description: What the run changed (in check mode, what it would change), in order.
+  type: list
+  elements: str
+  returned: always
+  sample: ["remove fdb 00:00:00:00:00:00 dst 198.51.100.13", "set mtu 1376 -> 1416"]
+recreated:
+  description: Whether the device was (or would be) deleted and created again, because an
+    attribute the kernel cannot change in place differs.
+  type: bool
+  returned: always
+device:
+  description: The device after the run; null when O(state=absent).
+  type: dict
+  returned: always
+  contains:
+    name: {description: Device name., type: str}
+    vni: {description: VNI., type: int}
+    port: {description: UDP tunnel port., type: int}
+    local: {description: Underlay address., type: str}
+    underlay_interface: {description: Underlay interface., type: str}
+    mtu: {description: Overlay MTU., type: int}
+    bridge: {description: Master bridge or null., type: str}
+    addresses: {description: Overlay addresses., type: list, elements: str}
+    peers: {description: Peers with an all-zeros FDB entry., type: list, elements: str}
+    fdb: {description: 'Every FDB entry, {mac, peer}.', type: list, elements: dict}
+max_mtu:
+  description: The largest overlay MTU the underlay allows; null when O(state=absent).
+  type: int
+  returned: always
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.weave.fastdp.plugins.module_utils import vxlan
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "vni": {"type": "int"},
+            "port": {"type": "int", "default": 6784},
+            "local": {"type": "str"},
+            "underlay_interface": {"type": "str"},
+            "mtu": {"type": "int"},
+            "addresses": {"type": "list", "elements": "str", "default": []},
+            "peers": {"type": "list", "elements": "str", "default": []},
+            "macs": {"type": "list", "elements": "dict", "default": [], "options": {
+                "mac": {"type": "str", "required": True},
+                "peer": {"type": "str", "required": True},
+            }},
+            "retain": {"type": "list", "elements": "str", "default": []},
+            "purge": {"type": "bool", "default": True},
+            "bridge": {"type": "str"},
+            "netns": {"type": "str"},
+        },
+        required_if=[("state", "present", ["vni", "local"])],
+        supports_check_mode=True,
+    )
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    p = module.params
+    try:
+        vxlan.validate(p)
+        present = p["state"] == "present"
+        if present:
+            p = vxlan.normalise(p)
+        with entered(p["netns"]), IPRoute() as ipr:
+            seen = vxlan.Kernel.read(ipr, p["name"])
+            want = vxlan.wanted(p, seen) if present else None
+            change = vxlan.plan(seen.device(p["name"]), want,
+                                keep_peer=lambda a: a in p["retain"] or not p["purge"])
+            if not module.check_mode:
+                change.apply(ipr)
+    except (vxlan.VxlanError, NetnsError, NetlinkError) as exc:
+        module.fail_json(msg=str(exc))
+    if change.recreate:
+        module.warn(f"device {p['name']} {'would be' if module.check_mode else 'was'} "
+                    f"recreated: {change.recreate}")
+    result = {
+        "changed": bool(change.steps), "changes": change.changes,
+        "recreated": change.recreate is not None,
+        "device": change.after.facts() if change.after else None,
+        "max_mtu": vxlan.max_overlay_mtu(want.local, seen.link(want.underlay_interface).get("mtu"))
+        if want else None,
+    }
+    if module._diff:
+        result["diff"] = {"before": _text(change.before), "after": _text(change.after),
+                          "before_header": p["name"], "after_header": p["name"]}
+    module.exit_json(**result)
+
+
+def _text(device):
+    return "".join(line + "\n" for line in device.lines()) if device else ""
+
+
+if __name__ == "__main__":
+    main()
