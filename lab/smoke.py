@@ -28,7 +28,7 @@ def overlay_address(host: LabHost) -> str:
     return f"203.0.113.{host.name.removeprefix('h')}"
 
 
-def add_vxlan(lab: Lab, host: LabHost, peer: LabHost) -> None:
+def add_vxlan(lab: Lab, host: LabHost, peer: LabHost, *, mtu: int = OVERLAY_MTU) -> None:
     """A VXLAN device sending everything to ``peer`` (no learning, all-zero FDB entry)."""
     dev = VXLAN_DEVICE
     lab.exec(host, "ip", "link", "add", dev, "type", "vxlan", "id", VNI, "dstport", TUNNEL_PORT,
@@ -36,14 +36,16 @@ def add_vxlan(lab: Lab, host: LabHost, peer: LabHost) -> None:
     lab.exec(host, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", dev,
              "dst", peer.address)
     lab.exec(host, "ip", "addr", "add", f"{overlay_address(host)}/24", "dev", dev)
-    lab.exec(host, "ip", "link", "set", dev, "mtu", OVERLAY_MTU, "up")
+    lab.exec(host, "ip", "link", "set", dev, "mtu", mtu, "up")
 
 
-def add_sa(lab: Lab, host: LabHost, src: LabHost, dst: LabHost, spi: int, key: bytes) -> None:
-    """The ESP transport SA src->dst, as installed on ``host`` (one of the two ends)."""
+def add_sa(lab: Lab, host: LabHost, src: LabHost, dst: LabHost, spi: int, key: bytes, *,
+           aead: str = AEAD) -> None:
+    """The ESP transport SA src->dst, as installed on ``host`` (one of the two ends); ``key``
+    is the AEAD's key and 4-byte salt (36 bytes for AES-256-GCM and ChaCha20-Poly1305)."""
     lab.exec(host, "ip", "xfrm", "state", "add", "src", src.address, "dst", dst.address,
              "proto", "esp", "spi", hex(spi), "reqid", REQID, "mode", "transport",
-             "aead", AEAD, "0x" + key.hex(), 128, "replay-window", 256, "flag", "esn")
+             "aead", aead, "0x" + key.hex(), 128, "replay-window", 256, "flag", "esn")
 
 
 def add_out_policy(lab: Lab, src: LabHost, dst: LabHost, spi: int) -> None:
