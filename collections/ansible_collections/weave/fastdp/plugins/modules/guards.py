@@ -1,0 +1,195 @@
+#!/usr/bin/python
+DOCUMENTATION = r"""
+module: guards
+short_description: iptables guards that never let a mesh's tunnel traffic through in clear
+description:
+  - Converges the guard chains of one mesh, C(FASTDP-<mesh>-OUT) and C(FASTDP-<mesh>-IN) in the
+    C(mangle) and C(filter) tables, each jumped to once from the top of C(OUTPUT) / C(INPUT).
+  - 'Per peer, as in Weave Net 1.9: mark UDP from O(local_address) to the peer''s tunnel port
+    (the XFRM out policy selects on that mark); drop marked packets that no policy transformed;
+    mark ESP from the peer carrying one of its inbound SPIs (two during a key rotation); drop
+    tunnel packets from the peer without that mark.'
+  - 'Then two tunnel-wide rules: tunnel packets from O(local_address) that no policy
+    transformed, and tunnel packets in that were not decrypted, are dropped whatever the
+    address, so a peer just removed, or a spoofed one, gets no plaintext through either.'
+  - Applied with one C(iptables-restore --noflush) per address family that rewrites only this
+    mesh's chains, the filter table (drops) before the mangle table (marks); nothing else is
+    touched. Unchanged chains are not rewritten, so their counters stay.
+  - The iptables backend (nf_tables or legacy) is the one the C(iptables) command uses; the
+    matching C(-save)/C(-restore) tools are used. IPv6 underlays use C(ip6tables).
+version_added: 0.1.0
+author: weave.fastdp developers
+options:
+  mesh:
+    description: The mesh name, part of the chain names (at most 17 characters, as iptables
+      chain names have at most 28).
+    type: str
+    required: true
+  state:
+    description: C(absent) removes the mesh's chains and every jump to them, IPv4 and IPv6.
+    type: str
+    choices: [present, absent]
+    default: present
+  local_address:
+    description: This host's underlay address; its family picks iptables or ip6tables.
+      Required when O(state=present).
+    type: str
+  port:
+    description: The UDP tunnel port.
+    type: int
+    default: 6784
+  mark:
+    description: The packet mark bit (mark and mask), one bit, clear of Kubernetes'
+      C(0x4000)/C(0x8000). An integer or a string like C(0x20000).
+    type: raw
+    default: 0x20000
+  peers:
+    description: The peers of this run.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Peer name (for messages).
+        type: str
+      address:
+        description: The peer's underlay address.
+        type: str
+        required: true
+      inbound_spis:
+        description: SPIs of the inbound SAs from this peer; ESP carrying them is marked.
+          Empty drops all tunnel traffic from the peer.
+        type: list
+        elements: raw
+        default: []
+  retain:
+    description: Underlay addresses of peers outside this run (C(--limit)); their rules are
+      left as they are.
+    type: list
+    elements: str
+    default: []
+  purge:
+    description: Remove the rules of peers that are neither in O(peers) nor in O(retain).
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - weave.fastdp.netns
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Chains of a mesh are managed in the family of O(local_address) only; O(state=absent)
+    removes both.
+  - Two meshes on one host need distinct tunnel ports or the same mark (the tunnel-wide rules
+    match the port).
+seealso:
+  - module: weave.fastdp.vxlan
+"""
+
+EXAMPLES = r"""
+- name: Guard chains of mesh weave towards two peers
+  weave.fastdp.guards:
+    mesh: weave
+    local_address: 198.51.100.11
+    peers:
+      - {name: h2, address: 198.51.100.12, inbound_spis: [0x1000a]}
+      - {name: h3, address: 198.51.100.13, inbound_spis: [0x1000b, 0x2000b]}
+
+- name: Remove them
+  weave.fastdp.guards:
+    mesh: weave
+    state: absent
+"""
+
+RETURN = r"""
+commands:
+  description: The iptables-restore input of the run (of check mode, what it would apply);
+    empty when nothing changes.
+  type: list
+  elements: str
+  returned: always
+  sample: ["ip6tables *filter", "ip6tables :FASTDP-weave-IN - [0:0]"]
+rules:
+  description: The mesh's jumps and guard rules after the run, C(<tool> <table>: <rule>).
+  type: list
+  elements: str
+  returned: always
+backend:
+  description: The iptables backend used, C(nft) or C(legacy).
+  type: str
+  returned: always
+"""
+
+import ipaddress
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.weave.fastdp.plugins.module_utils import guards
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "mesh": {"type": "str", "required": True},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "local_address": {"type": "str"},
+            "port": {"type": "int", "default": 6784},
+            "mark": {"type": "raw", "default": guards.DEFAULT_MARK},
+            "peers": {"type": "list", "elements": "dict", "default": [], "options": {
+                "name": {"type": "str"},
+                "address": {"type": "str", "required": True},
+                "inbound_spis": {"type": "list", "elements": "raw", "default": []},
+            }},
+            "retain": {"type": "list", "elements": "str", "default": []},
+            "purge": {"type": "bool", "default": True},
+            "netns": {"type": "str"},
+        },
+        required_if=[("state", "present", ["local_address"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    before, after, commands, backend = [], [], [], None
+    try:
+        guards.check_mesh(p["mesh"])
+        if p["state"] == "present":
+            guards.check_port(p["port"])
+            mark = guards.parse_mark(p["mark"])
+            peers = guards.parse_peers(p["peers"], p["local_address"])
+            retain = guards.addresses("retain", p["retain"])
+            local = str(ipaddress.ip_address(p["local_address"]))
+            want = guards.rules(p["mesh"], local, p["port"], mark, peers)
+            families = [ipaddress.ip_address(local).version]
+        else:
+            want, retain, families = None, set(), [4, 6]
+        for ipv in families:
+            try:
+                tables = guards.Tables(ipv, p["netns"])
+            except guards.GuardError:
+                if want is not None:
+                    raise
+                continue  # nothing of this family to remove
+            backend = tables.backend
+            saved = guards.parse_save(tables.save(), p["mesh"])
+            change = guards.plan(p["mesh"], saved, want,
+                                 keep_peer=lambda a: a in retain or not p["purge"])
+            if change.script and not module.check_mode:
+                tables.restore(change.script)
+            tool = "iptables" if ipv == 4 else "ip6tables"
+            before += [f"{tool} {line}" for line in change.before]
+            after += [f"{tool} {line}" for line in change.after]
+            commands += [f"{tool} {line}" for line in change.script.splitlines()]
+    except (guards.GuardError, NetnsError) as exc:
+        module.fail_json(msg=str(exc), commands=commands)
+    result = {"changed": bool(commands), "commands": commands, "rules": after, "backend": backend}
+    if module._diff:
+        result["diff"] = {"before": "".join(f"{line}\n" for line in before),
+                          "after": "".join(f"{line}\n" for line in after),
+                          "before_header": f"guard chains of {p['mesh']}",
+                          "after_header": f"guard chains of {p['mesh']}"}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
