@@ -112,7 +112,7 @@ commands:
   returned: always
   sample: ["ip6tables *filter", "ip6tables :FASTDP-weave-IN - [0:0]"]
 rules:
-  description: The mesh's jumps and guard rules after the run, C(<tool> <table>: <rule>).
+  description: 'The mesh''s jumps and guard rules after the run, C(<tool> <table>: <rule>).'
   type: list
   elements: str
   returned: always

@@ -4,8 +4,8 @@ module: vxlan
 short_description: The VXLAN device of an encrypted fast datapath mesh
 description:
   - Converges one VXLAN device per mesh (VNI, UDP tunnel port, local underlay address,
-    C(nolearning)), one all-zeros FDB entry per peer (head-end replication: broadcast and
-    unknown frames go to every peer), optional per-peer MAC entries, the overlay addresses,
+    C(nolearning)), one all-zeros FDB entry per peer (head-end replication, so that broadcast
+    and unknown frames go to every peer), optional per-peer MAC entries, the overlay addresses,
     an optional bridge the device is enslaved to, and the MTU; then sets the device up.
   - The default MTU leaves room for VXLAN (50 bytes over IPv4, 70 over IPv6) and the worst case
     of ESP (34 bytes), rounded down to a multiple of 4; an underlay MTU of 1500 gives 1416 over
@@ -46,7 +46,7 @@ options:
     description: The overlay MTU. Default the largest the underlay allows with VXLAN and ESP.
     type: int
   addresses:
-    description: Overlay addresses of the device, C(address/prefix). The whole set:
+    description: Overlay addresses of the device, C(address/prefix). The whole set;
       others are removed (IPv6 link-local addresses are left to the kernel).
     type: list
     elements: str
