@@ -1,0 +1,87 @@
+"""Overlay MTU math and the VXLAN plan, without a kernel."""
+
+import pytest
+from ansible_collections.weave.fastdp.plugins.module_utils.vxlan import (
+    ALL_ZEROS,
+    Device,
+    VxlanError,
+    max_overlay_mtu,
+    normalise,
+    plan,
+    validate,
+)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(("address", "underlay", "expected"), [
+    ("198.51.100.11", 1500, 1416),  # the seed's number: 1500 - 50 VXLAN - 34 ESP
+    ("2001:db8::11", 1500, 1396),   # 70 bytes of VXLAN over IPv6
+    ("198.51.100.11", 9001, 8916),  # AWS jumbo frames: rounded down to a multiple of 4
+    ("198.51.100.11", 1460, 1376),  # GCP: Weave's default overlay MTU
+])
+def test_max_overlay_mtu(address, underlay, expected):
+    assert max_overlay_mtu(address, underlay) == expected
+    assert expected % 4 == 0
+
+
+def _params(**over):
+    return {"name": "wf-weave", "state": "present", "vni": 4242, "port": 6784,
+            "local": "198.51.100.11", "underlay_interface": "eth0", "mtu": None,
+            "addresses": ["203.0.113.1/24"], "peers": ["198.51.100.12"], "macs": [],
+            "retain": [], "purge": True, "bridge": None, "netns": None, **over}
+
+
+@pytest.mark.parametrize(("over", "field"), [
+    ({"vni": 0}, "vni"), ({"vni": 1 << 24}, "vni"), ({"port": 70000}, "port"),
+    ({"local": "198.51.100.300"}, "local"), ({"peers": ["2001:db8::12"]}, "peers[0]"),
+    ({"addresses": ["203.0.113.1"]}, "addresses[0]"), ({"name": "a-much-too-long-name"}, "name"),
+    ({"macs": [{"mac": "02:00:00:00:00", "peer": "198.51.100.12"}]}, "macs[0].mac"),
+    ({"retain": ["nope"]}, "retain[0]"),
+])
+def test_bad_input_names_the_field(over, field):
+    with pytest.raises(VxlanError) as failed:
+        validate(_params(**over))
+    assert str(failed.value).startswith(f"{field}:")
+
+
+def _device(**over):
+    return Device(**{"name": "wf-weave", "vni": 4242, "port": 6784, "local": "198.51.100.11",
+                     "underlay_interface": "eth0", "mtu": 1416,
+                     "addresses": frozenset({"203.0.113.1/24"}),
+                     "fdb": frozenset({(ALL_ZEROS, "198.51.100.12")}), **over})
+
+
+def test_same_device_plans_nothing():
+    assert plan(_device(), _device(), keep_peer=lambda a: False).steps == []
+
+
+def test_mtu_and_fdb_change_in_place_and_retained_peers_stay():
+    have = _device(fdb=frozenset({(ALL_ZEROS, "198.51.100.12"), (ALL_ZEROS, "198.51.100.13"),
+                                  (ALL_ZEROS, "198.51.100.14")}))
+    want = _device(mtu=1400, fdb=frozenset({(ALL_ZEROS, "198.51.100.12")}))
+    result = plan(have, want, keep_peer=lambda a: a == "198.51.100.14")
+    assert result.recreate is None
+    assert result.changes == ["remove fdb 00:00:00:00:00:00 dst 198.51.100.13",
+                              "set mtu 1416 -> 1400"]
+    assert (ALL_ZEROS, "198.51.100.14") in result.after.fdb
+
+
+@pytest.mark.parametrize("over", [{"vni": 7}, {"port": 4789}, {"local": "198.51.100.99"}])
+def test_identity_change_recreates_and_says_why(over):
+    result = plan(_device(), _device(**over), keep_peer=lambda a: False)
+    assert result.recreate and next(iter(over)) in result.recreate
+    assert result.changes[0].startswith("delete device wf-weave to recreate it")
+    assert result.changes[1].startswith("create device wf-weave")
+
+
+def test_absent_deletes_only_an_existing_device():
+    assert plan(_device(), None, keep_peer=bool).changes == ["delete device wf-weave"]
+    assert plan(None, None, keep_peer=bool).steps == []
+
+
+def test_addresses_are_normalised_to_the_kernels_spelling():
+    p = normalise(_params(local="2001:DB8:0::11", peers=["2001:db8:0:0::12"],
+                          addresses=["2001:DB8:1::1/64"]))
+    assert (p["local"], p["peers"], p["addresses"]) == ("2001:db8::11", ["2001:db8::12"],
+                                                        ["2001:db8:1::1/64"])
