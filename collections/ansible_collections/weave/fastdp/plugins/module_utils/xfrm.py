@@ -66,6 +66,7 @@ PROTOCOLS = {0: "any", 1: "icmp", 6: "tcp", 17: "udp", 50: "esp", 58: "ipv6-icmp
 # AEAD name -> key bytes (cipher key + 4-byte salt), as RFC 4106 / RFC 7634 define them.
 AEAD_KEY_BYTES = {"rfc4106(gcm(aes))": 36, "rfc7539esp(chacha20,poly1305)": 36}
 ICV_BITS = 128
+ESP_MISSING = "ESP (esp4/esp6, CONFIG_INET_ESP)"
 
 
 class XfrmError(Exception):
@@ -523,25 +524,41 @@ class XfrmSocket:
     def _send(self, msg, msg_type: int, flags: int) -> None:
         tuple(self._nl.nlm_request(msg, msg_type, NLM_F_REQUEST | NLM_F_ACK | flags))
 
-    def try_add(self, msg) -> int:
-        """NEWSA of an encoded SA; 0 or the kernel's errno (for probes)."""
-        try:
-            self._send(msg, XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL)
-        except NetlinkError as exc:
-            return exc.code
-        return 0
-
     def _request(self, msg, msg_type: int, flags: int, what: str) -> None:
         try:
             self._send(msg, msg_type, flags)
         except NetlinkError as exc:
-            reason = os.strerror(exc.code)
-            if len(exc.args) > 1 and exc.args[1] and exc.args[1] != reason:
-                reason += f" ({exc.args[1]})"  # the kernel's extended ack message
-            raise XfrmError(f"{what}: {reason}") from None
+            raise XfrmError(f"{what}: {_reason(exc)}") from None
 
     def add_sa(self, sa: SA) -> None:
-        self._request(encode_sa(sa), XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL, f"add SA {sa}")
+        try:
+            self._send(encode_sa(sa), XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENOSYS, errno.EPROTONOSUPPORT):
+                raise XfrmError(f"add SA {sa}: {self._lacking(sa, exc.code)}") from None
+            raise XfrmError(f"add SA {sa}: {_reason(exc)}") from None
+
+    def _lacking(self, sa: SA, code: int) -> str:
+        """What the kernel lacks for ``sa``, refused with ``code``: ENOSYS names an unknown
+        algorithm (checked first), EPROTONOSUPPORT a missing ESP type. After ENOSYS the same SA
+        with the null cipher (nearly always built in) tells whether ESP is missing too; if it
+        could be made it is removed at once."""
+        missing = []
+        if code == errno.ENOSYS:
+            null_cipher = encode_sa(sa)
+            null_cipher["attrs"] = [a for a in null_cipher["attrs"] if a[0] != "XFRMA_ALG_AEAD"]
+            null_cipher["attrs"].append(
+                ["XFRMA_ALG_CRYPT", {"alg_name": b"ecb(cipher_null)", "alg_key_len": 0}])
+            try:
+                self._send(null_cipher, XFRM_MSG_NEWSA, NLM_F_CREATE | NLM_F_EXCL)
+                self.delete_sa(sa)
+            except NetlinkError as exc:
+                if exc.code == errno.EPROTONOSUPPORT:
+                    missing.append(ESP_MISSING)
+            missing.append(f"the AEAD {sa.aead} (its crypto modules)")
+        else:
+            missing.append(ESP_MISSING)
+        return "the kernel lacks " + " and ".join(missing)
 
     def delete_sa(self, sa: SA) -> None:
         self._request(encode_sa_id(sa), XFRM_MSG_DELSA, 0, f"delete SA {sa}")
@@ -559,33 +576,18 @@ class XfrmSocket:
 
 
 def esp_probe(aead: str) -> None:
-    """Add and remove an ESP transport SA with ``aead`` in the current network namespace;
-    raise XfrmError naming what the kernel lacks: xfrm_user, ESP (esp4/esp6) or the AEAD.
-
-    The kernel tells them apart by errno: ENOSYS for an unknown algorithm (checked first),
-    EPROTONOSUPPORT for a missing ESP type. When the AEAD is missing, an SA with the null
-    cipher (nearly always built in) asks whether ESP is missing too."""
+    """Add and remove an ESP transport SA with ``aead`` (127.0.0.1, SPI 0x100) in the current
+    network namespace: raises XfrmError naming what the kernel lacks (xfrm_user, ESP, the AEAD).
+    Run it in a throwaway namespace (module_utils.preflight.probe does)."""
     sa = esp_transport_sa(src="127.0.0.1", dst="127.0.0.1", spi=0x100, reqid=0, aead=aead,
                           key=bytes(AEAD_KEY_BYTES[aead]), replay_window=32)
-    null_cipher = encode_sa(sa)
-    null_cipher["attrs"] = [a for a in null_cipher["attrs"] if a[0] != "XFRMA_ALG_AEAD"] + [
-        ["XFRMA_ALG_CRYPT", {"alg_name": b"ecb(cipher_null)", "alg_key_len": 0}]]
     with XfrmSocket() as xfrm:
-        code = xfrm.try_add(encode_sa(sa))
-        if code == 0:
-            xfrm.delete_sa(sa)
-            return
-        missing = []
-        if code == errno.ENOSYS:
-            esp_code = xfrm.try_add(null_cipher)
-            if esp_code == 0:
-                xfrm.delete_sa(sa)
-            elif esp_code == errno.EPROTONOSUPPORT:
-                missing.append("ESP (esp4/esp6, CONFIG_INET_ESP)")
-            missing.append(f"the AEAD {aead} (its crypto modules)")
-        elif code == errno.EPROTONOSUPPORT:
-            missing.append("ESP (esp4/esp6, CONFIG_INET_ESP)")
-        else:
-            raise XfrmError(f"the kernel refused a probe ESP SA with {aead}: {os.strerror(code)}")
-        raise XfrmError(f"the kernel cannot make an ESP SA with {aead}: it lacks "
-                        + " and ".join(missing))
+        xfrm.add_sa(sa)
+        xfrm.delete_sa(sa)
+
+
+def _reason(exc) -> str:
+    reason = os.strerror(exc.code)
+    if len(exc.args) > 1 and exc.args[1] and exc.args[1] != reason:
+        reason += f" ({exc.args[1]})"  # the kernel's extended ack message
+    return reason

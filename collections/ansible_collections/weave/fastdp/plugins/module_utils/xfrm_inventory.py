@@ -1,0 +1,304 @@
+"""What XFRM state a host must have for the mesh, compared with what its kernel has.
+
+Backends of the xfrm_state and xfrm_policy modules: decide first (pure functions from the
+declared mesh and one kernel dump to a list of changes), act second (``apply``), so check mode
+reports exactly what a real run does. Only objects carrying this mesh's reqid are ours: an SA
+by its own reqid, a policy by the reqid of its template. Peers in ``retain`` (outside this run)
+are never touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass
+
+from ansible_collections.weave.fastdp.plugins.module_utils import keys, mesh_keys
+from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
+    SA,
+    Policy,
+    Selector,
+    Template,
+    XfrmError,
+    XfrmSocket,
+    check_spi,
+    esp_transport_sa,
+)
+
+PROTOCOL_NUMBERS = {"any": 0, "icmp": 1, "tcp": 6, "udp": 17}
+
+
+def spis_towards(local_address: str, netns: str | None = None) -> set[int]:
+    """SPIs of every SA (anybody's) whose destination is this host: a new inbound SPI must
+    differ from all of them. One dump."""
+    with XfrmSocket(netns) as xfrm:
+        return {sa.spi for sa in xfrm.sas() if sa.dst == local_address}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One added (+), changed (~) or removed (-) SA or policy, readable without any key."""
+
+    sign: str
+    what: str  # "inbound SA from h2 (epoch 1)", "outbound policy to 198.51.100.12", ...
+    before: SA | Policy | None = None
+    after: SA | Policy | None = None
+
+    def __str__(self) -> str:
+        if self.sign == "~":
+            return f"~ {self.what}: {self.before}; changed: " + ", ".join(
+                _differences(self.before, self.after))
+        shown = self.after if self.sign == "+" else self.before
+        return f"{self.sign} {self.what}: {shown if shown is not None else 'key not made yet (check mode)'}"
+
+
+def _differences(before, after) -> list[str]:
+    out = []
+    for f in dataclasses.fields(before):
+        old, new = getattr(before, f.name), getattr(after, f.name)
+        if f.compare and old != new:
+            if f.name == "key":
+                old, new = before.fingerprint, after.fingerprint
+            elif f.name == "templates":
+                old, new = "; ".join(map(str, old)), "; ".join(map(str, new))
+            out.append(f"{f.name} {old} -> {new}")
+    return out
+
+
+def apply(xfrm: XfrmSocket, changes: list[Change]) -> None:
+    """Make before break: additions first, then changes, removals last. An SA cannot be
+    changed in place (see xfrm.XFRM_MSG_UPDSA), so it is deleted and added again; a policy's
+    templates are switched in place."""
+    for change in sorted(changes, key=lambda c: "+~-".index(c.sign)):
+        if change.after is None and change.sign == "+":
+            continue  # pending: only check mode gets here
+        if isinstance(change.before or change.after, SA):
+            if change.before is not None:
+                xfrm.delete_sa(change.before)
+            if change.after is not None:
+                xfrm.add_sa(change.after)
+        elif change.sign == "+":
+            xfrm.add_policy(change.after)
+        elif change.sign == "~":
+            xfrm.update_policy(change.after)
+        else:
+            xfrm.delete_policy(change.before)
+
+
+def _address(value, name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise XfrmError(f"{name}: {value!r} is not an IP address") from None
+
+
+# --- SAs --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WantedSA:
+    peer: str
+    epoch: int
+    sa: SA | None  # None: its key cannot be known yet (check mode before the nonce exists)
+
+
+def check_mesh(*, local_address, peers, retain, password) -> None:
+    """Raise XfrmError naming the first bad field of the declared mesh."""
+    local = _address(local_address, "local_address")
+    if not password:
+        raise XfrmError("password: missing or empty")
+    names, addresses = set(), {}
+    for i, peer in enumerate(peers):
+        address = _address(peer["address"], f"peers[{i}].address")
+        if not peer["name"]:
+            raise XfrmError(f"peers[{i}].name: empty")
+        if peer["name"] in names:
+            raise XfrmError(f"peers[{i}].name: {peer['name']} is declared twice")
+        if address == local:
+            raise XfrmError(f"peers[{i}].address: {address} ({peer['name']}) is this host's "
+                            "own address (local_address)")
+        if address in addresses:
+            raise XfrmError(f"peers[{i}].address: {address} is also {addresses[address]}'s")
+        names.add(peer["name"])
+        addresses[address] = peer["name"]
+    for i, address in enumerate(retain):
+        _address(address, f"retain[{i}]")
+
+
+def wanted_sas(*, direction, table, private, password, mesh, peer_name, local_address, peers,
+               epoch, retire, reqid, aead, replay_window) -> list[WantedSA]:
+    """The SAs of one direction this host must have, keys derived here (mesh_keys).
+
+    Inbound: each epoch this host keeps a nonce for the peer. Outbound: each epoch the peer
+    published for this host, only the newest with ``retire``. ``epoch`` (the mesh's current
+    one, optional) is wanted too: without its nonce yet (check mode) the SA is pending."""
+    wanted = []
+    for i, peer in enumerate(peers):
+        if direction == "inbound":
+            kept = {int(e) for e, senders in table["epochs"].items() if peer["name"] in senders}
+        else:
+            kept = {entry["epoch"] for entry in peer.get("published") or []}
+        epochs = sorted(kept | ({epoch} if epoch is not None else set()))
+        if retire and direction == "outbound":
+            epochs = epochs[-1:]
+        if private is None or not peer.get("public_key"):
+            wanted += [WantedSA(peer["name"], e, None) for e in epochs]
+            continue
+        derive = mesh_keys.inbound_sas if direction == "inbound" else mesh_keys.outbound_sas
+        args = {"table": table} if direction == "inbound" else {"mesh": mesh}
+        try:
+            derived, pending = derive(**args, private=private, password=password,
+                                      local_name=peer_name, local_address=local_address,
+                                      peers=[peer], epochs=epochs)
+        except keys.KeyMaterialError as exc:
+            raise XfrmError(f"peers[{i}] ({peer['name']}): {exc}") from None
+        where = "state_dir" if direction == "inbound" else f"peers[{i}].published"
+        for d in derived:
+            try:
+                sa = esp_transport_sa(src=d.src, dst=d.dst, spi=d.spi, reqid=reqid, aead=aead,
+                                      key=d.key, replay_window=replay_window)
+            except XfrmError as exc:
+                raise XfrmError(f"{where} ({d.peer}, epoch {d.epoch}): {exc}") from None
+            wanted.append(WantedSA(d.peer, d.epoch, sa))
+        wanted += [WantedSA(p.peer, p.epoch, None) for p in pending]
+    return wanted
+
+
+def _is_outbound(sa: SA, local_address: str) -> bool:
+    return sa.src == local_address
+
+
+def sa_changes(have: list[SA], wanted: list[WantedSA], *, direction, local_address, peers,
+               reqid, retain, purge) -> list[Change]:
+    """Changes that make this direction's SAs with ``reqid`` exactly the wanted ones.
+
+    An SA of ours is outbound when its source is this host, inbound otherwise (so SAs of an
+    old local address are inbound leftovers). A declared peer's SAs are converged exactly;
+    SAs of other peers go with ``purge``; ``retain`` addresses are left alone."""
+    names = {peer["address"]: peer["name"] for peer in peers}
+    outbound = direction == "outbound"
+    ours = {(sa.dst, sa.spi): sa for sa in have
+            if sa.reqid == reqid and _is_outbound(sa, local_address) == outbound}
+    labels = {}
+    changes = []
+    for w in wanted:
+        what = f"{direction} SA {'to' if outbound else 'from'} {w.peer} (epoch {w.epoch})"
+        if w.sa is None:
+            changes.append(Change("+", what))
+            continue
+        key = (w.sa.dst, w.sa.spi)
+        labels[key] = what
+        if key not in ours:
+            changes.append(Change("+", what, after=w.sa))
+        elif ours[key] != w.sa:
+            changes.append(Change("~", what, before=ours[key], after=w.sa))
+    for key, sa in sorted(ours.items()):
+        if key in labels:
+            continue
+        peer_address = sa.dst if outbound else sa.src
+        if peer_address in retain:
+            continue
+        peer = names.get(peer_address)
+        if peer is None and not purge:
+            continue
+        what = f"{direction} SA {'to' if outbound else 'from'} " + (
+            f"{peer} (epoch no longer wanted)" if peer else f"{peer_address} (not a peer)")
+        changes.append(Change("-", what, before=sa))
+    return changes
+
+
+def all_sas_removed(have: list[SA], reqid: int) -> list[Change]:
+    return [Change("-", f"SA of reqid {reqid}", before=sa) for sa in have if sa.reqid == reqid]
+
+
+def outbound_view(wanted: list[WantedSA]) -> tuple[dict, dict]:
+    """({peer: {address, spi}}, {peer: epoch}) of the newest installed outbound SA per peer:
+    what the outbound policy uses and what the peer may retire older epochs against."""
+    spis, epochs = {}, {}
+    for w in sorted((w for w in wanted if w.sa is not None), key=lambda w: w.epoch):
+        spis[w.peer] = {"address": w.sa.dst, "spi": w.sa.spi}
+        epochs[w.peer] = w.epoch
+    return spis, epochs
+
+
+# --- policies ---------------------------------------------------------------------------
+
+def wanted_policies(declared: list[dict], reqid: int) -> list[Policy]:
+    """Policies as declared; raise XfrmError naming the bad field."""
+    wanted, seen = [], {}
+    for i, p in enumerate(declared):
+        where = f"policies[{i}]"
+        src, dst = (_prefix(p[name], f"{where}.{name}") for name in ("src", "dst"))
+        if src.version != dst.version:
+            raise XfrmError(f"{where}.dst: {dst} is not of the family of src {src}")
+        proto = p["proto"]
+        if isinstance(proto, str):
+            proto = int(proto) if proto.isdigit() else PROTOCOL_NUMBERS.get(proto)
+        if not isinstance(proto, int) or not 0 <= proto <= 255:
+            raise XfrmError(f"{where}.proto: {p['proto']!r} is not one of "
+                            f"{sorted(PROTOCOL_NUMBERS)} or a protocol number")
+        t = p["template"]
+        tmpl_reqid = reqid if t.get("reqid") is None else t["reqid"]
+        if tmpl_reqid != reqid:
+            raise XfrmError(f"{where}.template.reqid: {tmpl_reqid} differs from reqid {reqid}: "
+                            "the policy would not be ours and its SA would not match")
+        try:
+            check_spi(t["spi"])
+        except XfrmError as exc:
+            raise XfrmError(f"{where}.template.{exc}") from None
+        template = Template(src=_address(t["src"], f"{where}.template.src"),
+                            dst=_address(t["dst"], f"{where}.template.dst"),
+                            spi=t["spi"], reqid=reqid)
+        policy = Policy(selector=Selector(str(src.network_address), str(dst.network_address),
+                                          src.prefixlen, dst.prefixlen, proto),
+                        dir=p["direction"], templates=(template,), mark=p["mark"] or 0,
+                        mask=p["mask"] if p["mask"] is not None else (p["mark"] or 0))
+        if policy.identity in seen:
+            raise XfrmError(f"{where}: same selector, direction and mark as policies[{seen[policy.identity]}]")
+        seen[policy.identity] = i
+        wanted.append(policy)
+    return wanted
+
+
+def _prefix(value, name):
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError:
+        raise XfrmError(f"{name}: {value!r} is not an IP address or network "
+                        "(host bits must be zero)") from None
+
+
+def _is_ours(policy: Policy, reqid: int) -> bool:
+    return any(t.reqid == reqid for t in policy.templates)
+
+
+def _label(policy: Policy) -> str:
+    return f"{policy.dir} policy {policy.selector}"
+
+
+def policy_changes(have: list[Policy], wanted: list[Policy], *, reqid, retain,
+                   purge) -> list[Change]:
+    """Changes that make the policies with a template of ``reqid`` the wanted ones. A wanted
+    policy whose place (selector, direction, mark) a foreign policy holds is an error."""
+    present = {p.identity: p for p in have}
+    changes = []
+    for i, policy in enumerate(wanted):
+        old = present.get(policy.identity)
+        if old is None:
+            changes.append(Change("+", _label(policy), after=policy))
+        elif not _is_ours(old, reqid):
+            raise XfrmError(f"policies[{i}]: a policy of another owner holds its place ({old}); "
+                            "it is not touched")
+        elif old != policy:
+            changes.append(Change("~", _label(policy), before=old, after=policy))
+    wanted_ids = {p.identity for p in wanted}
+    for policy in have:
+        if (purge and _is_ours(policy, reqid) and policy.identity not in wanted_ids
+                and not _retained(policy, retain)):
+            changes.append(Change("-", _label(policy), before=policy))
+    return changes
+
+
+def _retained(policy: Policy, retain) -> bool:
+    ends = {policy.selector.src, policy.selector.dst}
+    ends |= {a for t in policy.templates for a in (t.src, t.dst)}
+    return bool(ends & set(retain))
