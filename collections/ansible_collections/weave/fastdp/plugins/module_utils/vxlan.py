@@ -178,6 +178,8 @@ class Plan:
         return [text for text, _ in self.steps]
 
     def apply(self, ipr) -> None:
+        if not self.steps:
+            return
         target = _Target(ipr, (self.after or self.before).name)
         for done, (text, step) in enumerate(self.steps):
             try:

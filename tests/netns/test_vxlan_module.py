@@ -1,0 +1,105 @@
+"""The vxlan module on lab hosts: overlay ping over IPv4 and IPv6 underlays, check mode that
+predicts, a second run that changes nothing, a clean removal, bad input that changes nothing."""
+
+import re
+
+import pytest
+
+from lab.modules import run_module
+
+pytestmark = pytest.mark.netns
+
+VNI = 42
+
+
+def overlay(host, prefix="203.0.113"):
+    return f"{prefix}.{host.name.removeprefix('h')}"
+
+
+def args(host, peers, six=False, **over):
+    return {"name": "wf-test", "vni": VNI, "local": host.address6 if six else host.address,
+            "underlay_interface": host.iface, "addresses": [f"{overlay(host)}/24"],
+            "peers": [p.address6 if six else p.address for p in peers], "netns": host.netns,
+            **over}
+
+
+def links(lab, host):
+    """``ip -d link`` without the parts the kernel changes on its own."""
+    return re.sub(r"\d+: |link-netnsid \d+|NO-CARRIER,|state \w+", "",
+                  lab.exec(host, "ip", "-d", "link").stdout)
+
+
+def ping(lab, src, dst):
+    return lab.exec(src, "ping", "-c", "2", "-i", "0.2", "-W", "2", overlay(dst),
+                    check=False).returncode == 0
+
+
+def test_overlay_ping_check_mode_idempotence_and_removal(lab_factory):
+    lab = lab_factory(count=2, sshd=False)
+    a, b = lab.hosts
+    clean = {h.name: links(lab, h) for h in lab.hosts}
+    predicted = run_module("vxlan", args(a, [b]), check=True)
+    assert predicted["changed"] and links(lab, a) == clean["h1"], "check mode changed nothing"
+    made = run_module("vxlan", args(a, [b]), diff=True)
+    assert made["changes"] == predicted["changes"]
+    assert made["diff"]["before"] == "" and "fdb 00:00:00:00:00:00 dst 198.51.100.12" in \
+        made["diff"]["after"]
+    run_module("vxlan", args(b, [a]))
+    detail = lab.exec(a, "ip", "-d", "link", "show", "wf-test").stdout
+    assert "vxlan id 42" in detail and "dstport 6784" in detail and "nolearning" in detail
+    assert "mtu 1416" in detail
+    assert ping(lab, a, b)
+    for check in (True, False):
+        again = run_module("vxlan", args(a, [b]), check=check)
+        assert not again["changed"] and again["changes"] == []
+    gone = run_module("vxlan", {"name": "wf-test", "state": "absent", "netns": a.netns})
+    assert gone["changed"] and gone["device"] is None
+    assert links(lab, a) == clean["h1"]
+    assert not run_module("vxlan", {"name": "wf-test", "state": "absent",
+                                    "netns": a.netns})["changed"]
+
+
+def test_peers_mtu_and_vni_change_as_declared(lab_factory):
+    lab = lab_factory(count=2, sshd=False)
+    a, b = lab.hosts
+    extra = "198.51.100.99"
+    run_module("vxlan", {**args(a, [b]), "peers": [b.address, extra, "198.51.100.98"]})
+    changed = run_module("vxlan", args(a, [b], mtu=1400, retain=["198.51.100.98"]))
+    assert changed["changes"] == [f"remove fdb 00:00:00:00:00:00 dst {extra}",
+                                  "set mtu 1416 -> 1400"] and not changed["recreated"]
+    fdb = lab.exec(a, "bridge", "fdb", "show", "dev", "wf-test").stdout
+    assert extra not in fdb and b.address in fdb and "198.51.100.98" in fdb
+    recreated = run_module("vxlan", args(a, [b], vni=43, mtu=1400))
+    assert recreated["recreated"] and "vni 42 -> 43" in recreated["changes"][0]
+    assert "vxlan id 43" in lab.exec(a, "ip", "-d", "link", "show", "wf-test").stdout
+
+
+def test_ipv6_underlay_carries_the_overlay(lab_factory):
+    lab = lab_factory(count=2, sshd=False)
+    a, b = lab.hosts
+    for host, peer in ((a, b), (b, a)):
+        made = run_module("vxlan", args(host, [peer], six=True))
+        assert made["device"]["mtu"] == 1396
+    assert f"local {a.address6}" in lab.exec(a, "ip", "-d", "link", "show", "wf-test").stdout
+    assert ping(lab, a, b)
+    assert not run_module("vxlan", args(a, [b], six=True))["changed"]
+
+
+@pytest.mark.parametrize(("over", "message"), [
+    ({"mtu": 1417}, ("mtu: 1417 leaves no room for VXLAN and ESP over eth0's MTU 1500: "
+                    "the largest allowed value is 1416")),
+    ({"underlay_interface": "eth9"}, "underlay_interface: eth9 does not exist"),
+    ({"vni": 1 << 24}, "vni: "),
+    ({"port": 0}, "port: "),
+    ({"local": "198.51.100.77"}, "local: 198.51.100.77 is not an address of this host"),
+    ({"bridge": "nobr"}, "bridge: nobr does not exist"),
+])
+def test_bad_input_fails_naming_the_field_and_changes_nothing(lab_factory, over, message):
+    lab = lab_factory(count=1, sshd=False)
+    (a,) = lab.hosts
+    before = links(lab, a)
+    if "local" in over:
+        over = {**over, "underlay_interface": None}
+    failed = run_module("vxlan", args(a, [], **over), expect_failure=True)
+    assert failed["msg"].startswith(message)
+    assert links(lab, a) == before
