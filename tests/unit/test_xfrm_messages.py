@@ -1,0 +1,191 @@
+"""XFRM messages byte for byte as include/uapi/linux/xfrm.h lays them out, and dumps decoded.
+
+The expected bytes are built here by offset from the C structs, independently of the field
+lists in module_utils.xfrm. The policy dump is a real kernel's answer (captured from a netns
+with `ip xfrm policy add`); the SA dump is built by hand (the host kernel cannot make SAs).
+"""
+
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+from ansible_collections.weave.fastdp.plugins.module_utils import xfrm
+
+pytestmark = pytest.mark.unit
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "xfrm"
+A, B = "198.51.100.11", "198.51.100.12"
+INF = 0xFFFFFFFFFFFFFFFF
+KEY = bytes(range(36))  # a fake key
+
+
+def _fields_size(cls):
+    return sum(struct.calcsize(fmt) for _, fmt in cls.fields)
+
+
+def test_struct_sizes_match_the_kernel():
+    assert _fields_size(xfrm.xfrm_usersa_info) == 224
+    assert _fields_size(xfrm.xfrm_userpolicy_info) == 168
+    assert _fields_size(xfrm.xfrm_user_tmpl) == 64
+    assert _fields_size(xfrm.xfrm_usersa_id) == 24
+    assert _fields_size(xfrm.xfrm_userpolicy_id) == 64
+
+
+def _encoded(msg, msg_type):
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = 0x605
+    msg["header"]["sequence_number"] = 7
+    msg["header"]["pid"] = 0
+    msg.encode()
+    return bytes(msg.data)
+
+
+def _nla(attr_type, payload):
+    return struct.pack("=HH", 4 + len(payload), attr_type) + payload
+
+
+def _header(length, msg_type):
+    return struct.pack("=IHHII", length, msg_type, 0x605, 7, 0)
+
+
+def _usersa_info(*, sel_family=2, reqid=4242, flags=128, curlft=(0, 0), stats=(0, 0, 0)):
+    """struct xfrm_usersa_info by offset: sel 0, id 56, saddr 80, lft 96, curlft 160,
+    stats 192, seq 204, reqid 208, family 212, mode 214, replay_window 215, flags 216."""
+    buf = bytearray(224)
+    struct.pack_into("=H", buf, 40, sel_family)
+    buf[56:60] = socket.inet_aton(B)
+    struct.pack_into(">I", buf, 72, 0x1234ABCD)
+    buf[76] = 50
+    buf[80:84] = socket.inet_aton(A)
+    struct.pack_into("=4Q", buf, 96, INF, INF, INF, INF)
+    struct.pack_into("=2Q", buf, 160, *curlft)
+    struct.pack_into("=3I", buf, 192, *stats)
+    struct.pack_into("=IH", buf, 208, reqid, socket.AF_INET)
+    buf[216] = flags
+    return bytes(buf)
+
+
+def _sa_attrs():
+    aead = b"rfc4106(gcm(aes))".ljust(64, b"\0") + struct.pack("=II", 288, 128) + KEY
+    esn = struct.pack("=6I", 8, 0, 0, 0, 0, 256) + bytes(32)
+    return _nla(18, aead) + _nla(23, esn)
+
+
+def _sa():
+    return xfrm.esp_transport_sa(src=A, dst=B, spi=0x1234ABCD, reqid=4242,
+                                 aead="rfc4106(gcm(aes))", key=KEY, replay_window=256)
+
+
+def test_newsa_is_byte_exact():
+    body = _usersa_info() + _sa_attrs()
+    assert len(_usersa_info()) == 224 and len(_sa_attrs()) == 112 + 60
+    assert _encoded(xfrm.encode_sa(_sa()), xfrm.XFRM_MSG_NEWSA) == _header(16 + len(body), 0x10) + body
+
+
+def test_sa_with_a_mark_carries_xfrma_mark():
+    import dataclasses
+
+    sa = dataclasses.replace(_sa(), mark=0x20000, mask=0x30000)
+    data = _encoded(xfrm.encode_sa(sa), xfrm.XFRM_MSG_NEWSA)
+    assert data.endswith(_nla(21, struct.pack("=II", 0x20000, 0x30000)))
+
+
+def test_delsa_is_byte_exact():
+    body = socket.inet_aton(B) + bytes(12) + struct.pack(">I", 0x1234ABCD) + struct.pack("=HBx", 2, 50)
+    assert len(body) == 24
+    assert _encoded(xfrm.encode_sa_id(_sa()), xfrm.XFRM_MSG_DELSA) == _header(40, 0x11) + body
+
+
+def _policy():
+    return xfrm.Policy(
+        selector=xfrm.Selector(A, B, 32, 32, 17), dir="out", mark=0x20000, mask=0x20000,
+        templates=(xfrm.Template(src=A, dst=B, spi=0x1234ABCD, reqid=4242),))
+
+
+def _userpolicy_info():
+    """struct xfrm_userpolicy_info by offset: sel 0, lft 56, curlft 120, priority 152,
+    index 156, dir 160, action 161, flags 162, share 163, 4 bytes padding."""
+    buf = bytearray(168)
+    buf[0:4] = socket.inet_aton(B)
+    buf[16:20] = socket.inet_aton(A)
+    struct.pack_into("=HBBB", buf, 40, 2, 32, 32, 17)
+    struct.pack_into("=4Q", buf, 56, INF, INF, INF, INF)
+    buf[160] = 1
+    return bytes(buf)
+
+
+def _user_tmpl():
+    """struct xfrm_user_tmpl by offset: id.daddr 0, id.spi 16, id.proto 20, family 24,
+    saddr 28, reqid 44, mode 48, share 49, optional 50, aalgos 52, ealgos 56, calgos 60."""
+    buf = bytearray(64)
+    buf[0:4] = socket.inet_aton(B)
+    struct.pack_into(">I", buf, 16, 0x1234ABCD)
+    buf[20] = 50
+    struct.pack_into("=H", buf, 24, 2)
+    buf[28:32] = socket.inet_aton(A)
+    struct.pack_into("=I", buf, 44, 4242)
+    struct.pack_into("=3I", buf, 52, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    return bytes(buf)
+
+
+def test_newpolicy_is_byte_exact():
+    body = (_userpolicy_info() + _nla(5, _user_tmpl())
+            + _nla(21, struct.pack("=II", 0x20000, 0x20000)))
+    data = _encoded(xfrm.encode_policy(_policy()), xfrm.XFRM_MSG_NEWPOLICY)
+    assert data == _header(16 + len(body), 0x13) + body
+
+
+def test_delpolicy_is_byte_exact():
+    body = _userpolicy_info()[:56] + struct.pack("=IB3x", 0, 1) + _nla(21, struct.pack("=II", 0x20000, 0x20000))
+    data = _encoded(xfrm.encode_policy_id(_policy()), xfrm.XFRM_MSG_DELPOLICY)
+    assert data == _header(16 + len(body), 0x14) + body
+
+
+def _decode(cls, data):
+    msg = cls(data)
+    msg.decode()
+    return msg
+
+
+def test_a_real_kernel_policy_dump_decodes():
+    policy = xfrm.decode_policy(_decode(xfrm.xfrm_userpolicy_info,
+                                        (FIXTURES / "policy_dump.bin").read_bytes()))
+    assert policy == _policy()
+    assert policy.index > 0 and policy.priority == 0
+    assert str(policy) == ("out 198.51.100.11/32 -> 198.51.100.12/32 udp mark 0x20000/0x20000 "
+                           "priority 0 tmpl 198.51.100.11 -> 198.51.100.12 esp spi 0x1234abcd "
+                           "reqid 4242 transport")
+
+
+def test_a_kernel_sa_dump_decodes_with_counters_and_never_shows_the_key():
+    body = _usersa_info(curlft=(9000, 42), stats=(0, 3, 5)) + _sa_attrs()
+    sa = xfrm.decode_sa(_decode(xfrm.xfrm_usersa_info, _header(16 + len(body), 0x10) + body))
+    assert sa == _sa()
+    assert (sa.bytes, sa.packets, sa.replay_errors, sa.integrity_failures) == (9000, 42, 3, 5)
+    assert (sa.key, sa.icv_bits, sa.replay_window, sa.esn) == (KEY, 128, 256, True)
+    assert sa.selector == xfrm.Selector("0.0.0.0", "0.0.0.0", 0, 0)
+    for text in (repr(sa), str(sa)):
+        assert KEY.hex() not in text and "key=" not in text
+        assert sa.fingerprint in str(sa)
+    assert sa.fingerprint.startswith("sha256:") and len(sa.fingerprint) == 15
+
+
+def test_a_different_key_is_a_different_sa_but_counters_are_not():
+    import dataclasses
+
+    assert dataclasses.replace(_sa(), packets=5) == _sa()
+    assert dataclasses.replace(_sa(), key=bytes(36)) != _sa()
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"spi": 0}, "spi"), ({"spi": 255}, "spi"), ({"spi": 1 << 32}, "spi"),
+    ({"key": bytes(35)}, "key"), ({"aead": "cbc(aes)"}, "aead"),
+    ({"src": "198.51.100"}, "src"), ({"dst": "2001:db8::1"}, "dst"),
+    ({"replay_window": 0}, "replay_window"), ({"replay_window": 4097}, "replay_window"),
+])
+def test_a_bad_sa_is_refused_naming_the_field(change, field):
+    args = {"src": A, "dst": B, "spi": 0x1234ABCD, "reqid": 1, "aead": "rfc4106(gcm(aes))",
+            "key": KEY, "replay_window": 256, **change}
+    with pytest.raises(xfrm.XfrmError, match=rf"^{field}: "):
+        xfrm.esp_transport_sa(**args)
