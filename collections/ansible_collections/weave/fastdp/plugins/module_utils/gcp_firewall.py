@@ -103,16 +103,17 @@ class Compute:
             delay *= 2
 
     def wait(self, operation, timeout):
-        """Poll the global operation until DONE; raise its error if it has one."""
+        """Wait (globalOperations.wait, which blocks server-side) until the operation is DONE;
+        raise its error if it has one."""
         deadline = time.monotonic() + timeout
-        delay = 0.2
+        pause = 0.0  # wait may return early, even at once: back off between calls
         while operation.get("status") != "DONE":
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + pause > deadline:
                 raise GcpError(f"{self.where}: operation {operation['name']} still "
                                f"{operation.get('status')} after {timeout}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-            operation = self.call("GET", f"operations/{operation['name']}")
+            time.sleep(pause)
+            pause = min(pause * 2 or 0.1, 5.0)
+            operation = self.call("POST", f"operations/{operation['name']}/wait")
         errors = (operation.get("error") or {}).get("errors") or []
         if errors:
             text = "; ".join(f"{e.get('code', 'ERROR')}: {e.get('message', '')}" for e in errors)
@@ -191,6 +192,7 @@ class EspRule:
         self.before = None      # the rule as read, None when there is none
         self.action = None      # insert / patch / delete / None
         self.body = None
+        self.want = None
 
     def wanted(self):
         p = self.p
@@ -227,11 +229,11 @@ class EspRule:
         if self.p["state"] == "absent":
             self.action = "delete" if self.before is not None else None
             return self.action
-        want = self.wanted()
+        self.want = want = self.wanted()
         if self.before is None:
             self.action = "insert"
-            self.body = {"name": self.p["name"], "network": self.network,
-                         "direction": "INGRESS", **want}
+            self.body = {"name": self.p["name"], "network": self.network, "direction": "INGRESS",
+                         **{k: v for k, v in want.items() if v != []}}
             return self.action
         self._immutable()
         have = normalise(self.before)
@@ -274,9 +276,10 @@ class EspRule:
                       **normalise(self.before)}
         if self.p["state"] == "absent":
             after = {}
+        elif self.action == "insert":
+            after = {"name": self.p["name"], "network": self.network, **self.want}
         else:
-            shown = FIELDS + ("name", "network")
-            after = {**before, **{k: v for k, v in (self.body or {}).items() if k in shown}}
+            after = {**before, **{k: v for k, v in (self.body or {}).items() if k in FIELDS}}
         return {"before": before, "after": after}
 
 
