@@ -337,10 +337,14 @@ def esp_transport_sa(*, src: str, dst: str, spi: int, reqid: int, aead: str, key
     if len(key) != AEAD_KEY_BYTES[aead]:
         raise XfrmError(f"key: {len(key)} bytes, {aead} takes {AEAD_KEY_BYTES[aead]} "
                         "(cipher key and 4-byte salt)")
-    if not 1 <= replay_window <= XFRMA_REPLAY_ESN_MAX:
-        raise XfrmError(f"replay_window: {replay_window} is outside 1..{XFRMA_REPLAY_ESN_MAX}")
+    check_replay_window(replay_window)
     return SA(src=src, dst=dst, spi=spi, reqid=reqid, aead=aead, key=key,
               replay_window=replay_window, selector=Selector.any(dst))
+
+
+def check_replay_window(replay_window: int) -> None:
+    if not 1 <= replay_window <= XFRMA_REPLAY_ESN_MAX:
+        raise XfrmError(f"replay_window: {replay_window} is outside 1..{XFRMA_REPLAY_ESN_MAX}")
 
 
 def check_spi(spi: int) -> None:

@@ -21,6 +21,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
     Template,
     XfrmError,
     XfrmSocket,
+    check_replay_window,
     check_spi,
     esp_transport_sa,
 )
@@ -101,11 +102,12 @@ class WantedSA:
     sa: SA | None  # None: its key cannot be known yet (check mode before the nonce exists)
 
 
-def check_mesh(*, local_address, peers, retain, password) -> None:
+def check_mesh(*, local_address, peers, retain, password, replay_window) -> None:
     """Raise XfrmError naming the first bad field of the declared mesh."""
     local = _address(local_address, "local_address")
     if not password:
         raise XfrmError("password: missing or empty")
+    check_replay_window(replay_window)
     names, addresses = set(), {}
     for i, peer in enumerate(peers):
         address = _address(peer["address"], f"peers[{i}].address")
@@ -118,6 +120,11 @@ def check_mesh(*, local_address, peers, retain, password) -> None:
                             "own address (local_address)")
         if address in addresses:
             raise XfrmError(f"peers[{i}].address: {address} is also {addresses[address]}'s")
+        for j, entry in enumerate(peer.get("published") or []):
+            try:
+                check_spi(entry.get("spi", 0))
+            except XfrmError as exc:
+                raise XfrmError(f"peers[{i}].published[{j}].{exc}") from None
         names.add(peer["name"])
         addresses[address] = peer["name"]
     for i, address in enumerate(retain):

@@ -204,7 +204,8 @@ def main():
     try:
         if p["state"] == "present":
             inventory.check_mesh(local_address=p["local_address"], peers=p["peers"],
-                                 retain=p["retain"], password=p["password"])
+                                 retain=p["retain"], password=p["password"],
+                                 replay_window=p["replay_window"])
             state = keys.StateDir(p["state_dir"])
             wanted = inventory.wanted_sas(
                 direction=p["direction"], table=state.inbound(), private=state.identity(),
