@@ -35,10 +35,10 @@ def test_only_our_inbound_sas_change_and_retained_peers_are_left_alone():
             _sa(LOCAL, PEER, 0x7000)]                      # ours, but outbound
     lines = [str(c) for c in _inbound_changes(have, wanted)]
     expected = ["~ inbound SA from h2 (epoch 3): 198.51.100.12 -> 198.51.100.11 spi 0x00003000",
-                "- inbound SA from h2 (epoch no longer wanted): 198.51.100.12 -> 198.51.100.11 "
-                "spi 0x00001000",
-                "- inbound SA from 198.51.100.13 (not a peer): 198.51.100.13 -> 198.51.100.11 "
-                "spi 0x00004000"]
+                ("- inbound SA from h2 (epoch no longer wanted): 198.51.100.12 -> 198.51.100.11 "
+                "spi 0x00001000"),
+                ("- inbound SA from 198.51.100.13 (not a peer): 198.51.100.13 -> 198.51.100.11 "
+                "spi 0x00004000")]
     assert [line[:len(want)] for line, want in zip(lines, expected, strict=True)] == expected
     assert lines[0].endswith(f"changed: key {have[1].fingerprint} -> {wanted[1].sa.fingerprint}")
     without_purge = [str(c) for c in _inbound_changes(have, wanted, purge=False)]
