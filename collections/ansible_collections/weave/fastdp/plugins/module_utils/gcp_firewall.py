@@ -201,10 +201,13 @@ class EspRule:
                            "target_tags or source_tags (a rule of the API)")
         if not 0 <= p["priority"] <= 65535:
             raise GcpError(f"{self.where}: priority {p['priority']} is not in 0..65535")
-        ranges = {_range(r, strict=True) for r in p["source_ranges"]}
-        if not p["purge_source_ranges"] and self.before:
-            ranges |= set(normalise(self.before)["sourceRanges"])
-        if not ranges and not p["source_tags"]:
+        members = {"sourceRanges": [_range(r, strict=True) for r in p["source_ranges"]],
+                   "sourceTags": p["source_tags"], "targetTags": p["target_tags"],
+                   "targetServiceAccounts": p["target_service_accounts"]}
+        if not p["purge"] and self.before:
+            have = normalise(self.before)
+            members = {k: sorted(set(v) | set(have[k])) for k, v in members.items()}
+        if not members["sourceRanges"] and not members["sourceTags"]:
             # An ingress rule without sources is open to 0.0.0.0/0: never make one.
             raise GcpError(f"{self.where}: no source_ranges and no source_tags; refusing a rule "
                            "that would allow ESP from anywhere")
@@ -213,9 +216,7 @@ class EspRule:
             for a in p["extra_allowed"]]
         description = f"{p['description']} {MARKER}".strip()
         return normalise({
-            "allowed": allowed, "sourceRanges": sorted(ranges), "sourceTags": p["source_tags"],
-            "targetTags": p["target_tags"], "targetServiceAccounts": p["target_service_accounts"],
-            "priority": p["priority"], "description": description,
+            "allowed": allowed, **members, "priority": p["priority"], "description": description,
             "logConfig": {"enable": p["log"]}, "disabled": p["disabled"]})
 
     def plan(self):

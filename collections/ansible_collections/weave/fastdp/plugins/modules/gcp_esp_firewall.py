@@ -45,9 +45,10 @@ options:
     type: list
     elements: str
     default: []
-  purge_source_ranges:
-    description: V(false) keeps source ranges the rule already has (a run limited to part of
-      the mesh must not cut the others off); V(true) makes the ranges exactly O(source_ranges).
+  purge:
+    description: V(true) makes the rule's source ranges, source tags, target tags and target
+      service accounts exactly the ones given; V(false) adds them to those the rule already has
+      (a run limited to part of the mesh must not cut the others off).
     type: bool
     default: true
   source_tags:
@@ -211,7 +212,7 @@ def main():
             "network": {"type": "str", "required": True},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "source_ranges": {"type": "list", "elements": "str", "default": []},
-            "purge_source_ranges": {"type": "bool", "default": True},
+            "purge": {"type": "bool", "default": True},
             "source_tags": {"type": "list", "elements": "str", "default": []},
             "target_tags": {"type": "list", "elements": "str", "default": []},
             "target_service_accounts": {"type": "list", "elements": "str", "default": []},
