@@ -152,6 +152,8 @@ class FakeCompute:
 
     def handle(self, method, path, query, body, headers):
         """(status, answer) of one request."""
+        if path == "/token" and method == "POST":
+            return self._token(body)
         match = ROUTE.match(path)
         if not match:
             return self._error(404, f"no such route: {method} {path}", invalid=True)
@@ -210,6 +212,13 @@ class FakeCompute:
             return self._operation(project, "delete", key, lambda: self.rules.pop(key))
         return self._error(405, f"{method} not allowed on {path}", invalid=True)
 
+    def _token(self, form):
+        """OAuth2 JWT-bearer grant of a service-account key whose token_uri points here."""
+        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"] or \
+                not form.get("assertion"):
+            return self._error(400, f"unexpected token request {sorted(form)}", invalid=True)
+        return 200, {"access_token": self.token, "expires_in": 3600, "token_type": "Bearer"}
+
     def _insert(self, project, body):
         self.rules[(project, body["name"])] = self._stored(project, body)
 
@@ -264,7 +273,10 @@ class FakeCompute:
                 url = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
+                if self.headers.get("Content-Type", "").startswith("application/x-www-form"):
+                    body = parse_qs(raw.decode())
+                else:
+                    body = json.loads(raw) if raw else None
                 query = parse_qs(url.query)
                 with fake._lock:
                     record = {"method": self.command, "path": url.path, "query": dict(query),

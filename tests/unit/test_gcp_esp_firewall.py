@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.gcp_fake import FakeCompute, validate
 
@@ -195,6 +197,22 @@ def test_a_foreign_rule_is_refused_then_taken_over(tmp_path, fake):
         "description": f"ESP between the nodes of a weave.fastdp mesh {MARKER}"}
     assert not results[3]["changed"], results[3]
     assert writes(fake) == [("PATCH", "firewalls/fastdp-weave-esp")]
+
+
+def test_a_service_account_key_is_exchanged_for_a_token_and_never_shown(tmp_path, fake):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    contents = json.dumps({
+        "type": "service_account", "project_id": "proj-a", "private_key_id": "k1",
+        "private_key": pem, "client_email": "fastdp@proj-a.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": fake.endpoint.replace("/compute/v1/", "/token")})
+    (r,), output = run(tmp_path, fake, {"auth_kind": "serviceaccount", "access_token": None,
+                                        "service_account_contents": contents}, verbose=True)
+    assert r["changed"] and not r.get("failed"), r
+    assert [q["path"] for q in fake.requests[:2]] == [
+        "/token", "/compute/v1/projects/proj-a/global/firewalls/fastdp-weave-esp"]
+    assert "PRIVATE KEY" not in output and fake.token not in output
 
 
 def test_a_rule_without_any_source_is_refused(tmp_path, fake):
