@@ -40,6 +40,11 @@ LOCK_FILE = Path("/run/wf-lab.lock")
 DETACHED = "detached"
 
 
+def overlay_address(host: LabHost) -> str:
+    """203.0.113.I for host hI: its address on the mesh's overlay."""
+    return f"203.0.113.{host.name.removeprefix('h')}"
+
+
 def work_dir(name: str) -> Path:
     return Path(f"/tmp/wf-lab-{name}")
 
@@ -280,6 +285,7 @@ class Lab:
                 "fastdp_netns": h.netns,
                 "fastdp_state_dir": str(self.state_dir(h)),
                 "fastdp_underlay_address": h.address,
+                "fastdp_overlay_address": f"{overlay_address(h)}/24",
             }
             for h in self.hosts
         }

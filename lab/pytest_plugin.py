@@ -28,12 +28,14 @@ def lab_factory():
 
 @pytest.fixture
 def netns():
-    """A bare network namespace ``wfn<hex>`` with ``lo`` up and a dummy ``eth0`` holding
+    """A bare network namespace ``wfn<hex>`` with ``lo`` up and a veth ``eth0`` (its peer end
+    ``eth0p`` in the same namespace; this kind of kernel has no dummy links) holding
     198.51.100.11/24 and 2001:db8::11/64 (a host's underlay, no peers reachable); removed at
     teardown with everything in it. For module tests that need no second host."""
     name = f"wfn{secrets.token_hex(3)}"
-    commands = ["link set lo up", "link add eth0 type dummy", "addr add 198.51.100.11/24 dev eth0",
-                "addr add 2001:db8::11/64 dev eth0 nodad", "link set eth0 up"]
+    commands = ["link set lo up", "link add eth0 type veth peer name eth0p", "link set eth0p up",
+                "addr add 198.51.100.11/24 dev eth0", "addr add 2001:db8::11/64 dev eth0 nodad",
+                "link set eth0 up"]
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "-batch", "-"], input="\n".join(commands) + "\n",

@@ -6,7 +6,8 @@ description:
   - Checks the kernel version (at least 4.2) and probes for real, in a throwaway network
     namespace that leaves nothing behind, that an ESP transport SA with the chosen AEAD, a VXLAN
     device and the iptables matches the guards use (policy, mark, esp) can be made.
-  - Fails naming each missing part. There is no plaintext fallback.
+  - Fails naming each missing part (unless O(fail_on_missing=false), for a caller that first
+    checks the whole mesh and then fails itself). There is no plaintext fallback.
   - Also returns the underlay address, interface and MTU, and the highest key epoch this host
     already keeps nonces for, so the whole mesh can be checked before any host changes.
 version_added: 0.1.0
@@ -22,6 +23,10 @@ options:
     type: str
   probe:
     description: Run the capability probes (false only reads the facts).
+    type: bool
+    default: true
+  fail_on_missing:
+    description: Fail when a part is missing; false only reports it in RV(missing).
     type: bool
     default: true
 extends_documentation_fragment:
@@ -83,6 +88,7 @@ def main():
             "cipher": {"type": "str", "choices": sorted(CIPHERS), "default": "aes-gcm"},
             "underlay_address": {"type": "str"},
             "probe": {"type": "bool", "default": True},
+            "fail_on_missing": {"type": "bool", "default": True},
             "state_dir": {"type": "path", "default": "/var/lib/weave-fastdp"},
             "netns": {"type": "str"},
         },
@@ -94,18 +100,25 @@ def main():
     missing = {}
     if preflight.kernel_version() < preflight.MIN_KERNEL:
         missing["kernel"] = f"{platform.release()} is older than 4.2"
+    facts = {"underlay_address": p["underlay_address"], "underlay_interface": None,
+             "underlay_mtu": None}
     try:
         with entered(p["netns"]), IPRoute() as ipr:
             facts = preflight.underlay(ipr, p["underlay_address"])
-        if p["probe"]:
-            results = preflight.probe(CIPHERS[p["cipher"]], esp_probe, preflight.vxlan_probe)
-            missing.update({part: why for part, why in results.items() if why})
+    except RuntimeError as exc:
+        missing["underlay"] = str(exc)
+    except NetnsError as exc:
+        module.fail_json(msg=f"netns: {exc}")
+    if p["probe"]:
+        results = preflight.probe(CIPHERS[p["cipher"]], esp_probe, preflight.vxlan_probe)
+        missing.update({part: why for part, why in results.items() if why})
+    try:
         recorded = mesh_keys.recorded_epoch(keys.StateDir(p["state_dir"]).inbound())
-    except (NetnsError, RuntimeError) as exc:
-        module.fail_json(msg=str(exc))
+    except ValueError as exc:
+        module.fail_json(msg=f"state_dir: {p['state_dir']}/inbound.json is damaged: {exc}")
     result = {"changed": False, "kernel": platform.release(), "missing": missing,
               "recorded_epoch": recorded, **facts}
-    if missing:
+    if missing and p["fail_on_missing"]:
         module.fail_json(msg="this host cannot run the encrypted fast datapath: " + "; ".join(
             f"{part}: {why}" for part, why in missing.items()), **result)
     module.exit_json(**result)

@@ -1,0 +1,91 @@
+"""Run the collection's playbooks against a lab the way a user does: ``ansible-playbook`` over
+SSH, the mesh password in Ansible Vault, the result read from the play recap."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lab.hosts import Lab
+
+REPO = Path(__file__).resolve().parent.parent
+PLAYBOOKS = REPO / "playbooks"
+_RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                    re.MULTILINE)
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        """{host: {ok, changed, unreachable, failed}} from the PLAY RECAP."""
+        return {m[1]: {"ok": int(m[2]), "changed": int(m[3]), "unreachable": int(m[4]),
+                       "failed": int(m[5])} for m in _RECAP.finditer(self.output)}
+
+    @property
+    def changed(self) -> int:
+        return sum(h["changed"] for h in self.recap.values())
+
+    def __str__(self) -> str:
+        return f"ansible-playbook exit {self.returncode}\n{self.output}"
+
+
+def vault_password(lab: Lab, password: str | None = None) -> str:
+    """Put the mesh password in the lab's inventory as an Ansible Vault value (once) and return
+    it, so tests can look for it in logs."""
+    group_vars = lab.inventory.parent / "group_vars" / "fastdp_mesh"
+    vault_file = group_vars / "vault.yml"
+    secret_file = lab.work_dir / "vault-password"
+    if vault_file.exists():
+        return yaml.safe_load((lab.work_dir / "mesh-password.yml").read_text())["password"]
+    password = password or secrets.token_urlsafe(24)
+    group_vars.mkdir(parents=True, exist_ok=True)
+    secret_file.write_text(secrets.token_urlsafe(24))
+    secret_file.chmod(0o600)
+    plain = group_vars / "vault.yml"
+    plain.write_text(yaml.safe_dump({"fastdp_password": password}))
+    subprocess.run([_bin("ansible-vault"), "encrypt", "--vault-password-file", str(secret_file),
+                    str(plain)], check=True, capture_output=True, cwd=REPO)
+    (lab.work_dir / "mesh-password.yml").write_text(yaml.safe_dump({"password": password}))
+    return password
+
+
+def run_playbook(lab: Lab, playbook: str, *args: str, inventories: tuple[Path, ...] = (),
+                 extra_vars: dict | None = None, timeout: float = 3000) -> PlaybookRun:
+    """``ansible-playbook -i <lab inventory> [-i more] playbooks/<playbook> args...``."""
+    vault_password(lab)
+    argv = [_bin("ansible-playbook"), "-i", str(lab.inventory)]
+    for extra in inventories:
+        argv += ["-i", str(extra)]
+    argv += ["--vault-password-file", str(lab.work_dir / "vault-password")]
+    if extra_vars:
+        vars_file = lab.work_dir / f"extra-vars-{secrets.token_hex(3)}.yml"
+        vars_file.write_text(yaml.safe_dump(extra_vars))
+        argv += ["-e", f"@{vars_file}"]
+    argv += [str(PLAYBOOKS / playbook), *args]
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env,
+                          timeout=timeout, check=False)
+    return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
+
+
+def host_vars_inventory(lab: Lab, name: str, host_vars: dict[str, dict]) -> Path:
+    """A second inventory that overrides some hosts' variables (a user's mistake, say)."""
+    path = lab.work_dir / f"{name}.yml"
+    path.write_text(yaml.safe_dump({"fastdp_mesh": {"hosts": host_vars}}))
+    return path
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
