@@ -215,9 +215,11 @@ def test_a_service_account_key_is_exchanged_for_a_token_and_never_shown(tmp_path
     assert "PRIVATE KEY" not in output and fake.token not in output
 
 
-def test_a_rule_without_any_source_is_refused(tmp_path, fake):
-    (r,), _ = run(tmp_path, fake, {"source_ranges": []})
-    assert r["failed"] and "would allow ESP from anywhere" in r["msg"], r
+def test_a_rule_without_any_source_or_with_a_bad_range_is_refused(tmp_path, fake):
+    results, _ = run(tmp_path, fake, {"source_ranges": []}, {"source_ranges": [A, "10.128.0.5/24"]})
+    assert results[0]["failed"] and "would allow ESP from anywhere" in results[0]["msg"]
+    assert results[1]["failed"] and "source_ranges: 10.128.0.5/24 has host bits set" \
+        in results[1]["msg"], results[1]
     assert fake.writes == []
 
 

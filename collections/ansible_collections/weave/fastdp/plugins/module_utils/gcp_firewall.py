@@ -82,8 +82,12 @@ class Compute:
         delay = 0.25
         while True:
             try:
-                resp = self.session.request(method, url, json=body, params=params, timeout=60)
-            except (requests.RequestException, google.auth.exceptions.GoogleAuthError) as exc:
+                # globalOperations.wait may hold the answer for up to 2 minutes.
+                resp = self.session.request(method, url, json=body, params=params,
+                                            timeout=(10, 130))
+            except google.auth.exceptions.GoogleAuthError as exc:
+                raise GcpError(f"{self.where}: credentials: {exc}") from None
+            except requests.RequestException as exc:
                 resp, problem = None, f"{type(exc).__name__}: {exc}"
             else:
                 if resp.status_code == 404 and missing_ok:
@@ -155,13 +159,13 @@ def _allowed(entries):
     return sorted(out, key=lambda e: (e["IPProtocol"], e.get("ports", [])))
 
 
-def _range(text, strict):
+def _range(text, strict=False):
+    """Canonical network text; a bare address is its own host prefix (/32, /128)."""
     try:
         return str(ipaddress.ip_network(text, strict=strict))
     except ValueError:
         if strict:
-            raise GcpError(f"source_ranges: {text!r} is not an address or a network "
-                           "(address/prefix without host bits)") from None
+            raise
         return str(text)
 
 
@@ -169,7 +173,7 @@ def normalise(rule):
     """The owned fields of a rule as the API returns it, with the API's defaults filled in."""
     view = {field: rule.get(field, DEFAULTS[field]) for field in FIELDS}
     view["allowed"] = _allowed(view["allowed"])
-    view["sourceRanges"] = sorted({_range(r, strict=False) for r in view["sourceRanges"]})
+    view["sourceRanges"] = sorted({_range(r) for r in view["sourceRanges"]})
     for field in ("sourceTags", "targetTags", "targetServiceAccounts"):
         view[field] = sorted(set(view[field]))
     view["logConfig"] = {"enable": bool((rule.get("logConfig") or {}).get("enable", False))}
@@ -201,8 +205,11 @@ class EspRule:
                            "target_tags or source_tags (a rule of the API)")
         if not 0 <= p["priority"] <= 65535:
             raise GcpError(f"{self.where}: priority {p['priority']} is not in 0..65535")
-        members = {"sourceRanges": [_range(r, strict=True) for r in p["source_ranges"]],
-                   "sourceTags": p["source_tags"], "targetTags": p["target_tags"],
+        try:
+            ranges = [_range(r, strict=True) for r in p["source_ranges"]]
+        except ValueError as exc:
+            raise GcpError(f"{self.where}: source_ranges: {exc}") from None
+        members = {"sourceRanges": ranges, "sourceTags": p["source_tags"], "targetTags": p["target_tags"],
                    "targetServiceAccounts": p["target_service_accounts"]}
         if not p["purge"] and self.before:
             have = normalise(self.before)
