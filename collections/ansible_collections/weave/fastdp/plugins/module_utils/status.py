@@ -7,6 +7,12 @@ which part is missing. Counters come from the kernel's SA dump.
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import select
+import socket
+import struct
+import time
 from dataclasses import asdict, dataclass, field
 
 
@@ -97,3 +103,110 @@ def table(rows: list[dict]) -> str:
     cells = [[title for _, title in COLUMNS]] + [[cell(r, k) for k, _ in COLUMNS] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+
+
+# --- reading the kernel -------------------------------------------------------------------
+
+@dataclass
+class Observed:
+    """One look at the host: the mesh's SAs (by reqid), its outbound policies' SPIs, the peers
+    its guard chains cover and the VXLAN device's MTU."""
+
+    sas: list[SAView]
+    policy_spis: dict[str, int]
+    guarded: set[str]
+    mtu: int | None
+
+
+def observe(*, reqid: int, mesh: str, device: str, local_address: str, netns: str | None,
+            xfrm_socket, guard_state, link_mtu) -> Observed:
+    """One SA dump, one policy dump, one iptables-save, one link lookup. The readers are
+    passed in so this module stays importable without pyroute2."""
+    with xfrm_socket(netns) as xfrm:
+        sas = [SAView(sa.src, sa.dst, sa.spi, sa.bytes, sa.packets, sa.replay_errors,
+                      sa.integrity_failures) for sa in xfrm.sas() if sa.reqid == reqid]
+        policy_spis = {t.dst: t.spi for p in xfrm.policies() if p.dir == "out"
+                       for t in p.templates if t.reqid == reqid}
+    ipv = ipaddress.ip_address(local_address).version
+    guarded = {peer for peer in guard_state(mesh, ipv, netns) if peer != "*"}
+    return Observed(sas, policy_spis, guarded, link_mtu(device, netns))
+
+
+# --- verification: traffic to every peer must move its ESP counters -----------------------
+
+def echo(targets: list[str], *, attempts: int = 5, interval: float = 0.4) -> set[str]:
+    """ICMP echo to each target over raw sockets (root); the targets that answered. Several
+    attempts, since the first packet to a peer waits for ARP across the overlay."""
+    answered = set()
+    ident = os.getpid() & 0xFFFF
+    socks = {4: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+             6: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)}
+    try:
+        for seq in range(attempts):
+            for target in targets:
+                if target not in answered:
+                    version = ipaddress.ip_address(target).version
+                    try:
+                        socks[version].sendto(_echo_request(version, ident, seq), (target, 0))
+                    except OSError:  # no route to the overlay: the pair is reported broken
+                        continue
+            deadline = time.monotonic() + interval
+            while (left := deadline - time.monotonic()) > 0 and answered != set(targets):
+                ready, _, _ = select.select(list(socks.values()), [], [], left)
+                for sock in ready:
+                    data, source = sock.recvfrom(2048)
+                    if _is_echo_reply(data, sock.family, ident):
+                        answered.add(ipaddress.ip_address(source[0]).compressed)
+            if answered == set(targets):
+                break
+    finally:
+        for sock in socks.values():
+            sock.close()
+    return answered
+
+
+def _echo_request(version: int, ident: int, seq: int) -> bytes:
+    kind = 8 if version == 4 else 128  # ICMPv6: the kernel fills in the checksum
+    payload = b"weave.fastdp verify"
+    header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+    if version == 6:
+        return header + payload
+    return struct.pack("!BBHHH", kind, 0, _checksum(header + payload), ident, seq) + payload
+
+
+def _is_echo_reply(data: bytes, family: int, ident: int) -> bool:
+    if family == socket.AF_INET:
+        data = data[(data[0] & 0x0F) * 4:]  # raw IPv4 sockets deliver the IP header
+        reply = 0
+    else:
+        reply = 129
+    return len(data) >= 8 and data[0] == reply and struct.unpack("!H", data[4:6])[0] == ident
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def diagnose(row: dict, before: dict | None, answered: bool) -> str | None:
+    """Why a pair is broken, from its status row after the echo and the row before it; None
+    when the echo was answered and the pair's ESP counters moved both ways."""
+    if row["missing"]:
+        return f"incomplete: no {', '.join(row['missing'])}"
+    before = before or {}
+    moved = {k: row[k] - before.get(k, 0) for k in
+             ("packets_out", "packets_in", "integrity_errors", "replay_errors")}
+    if moved["integrity_errors"]:
+        return ("key mismatch: the inbound SA's integrity check failed "
+                f"{moved['integrity_errors']} times (different password or stale nonces)")
+    if not moved["packets_out"]:
+        return ("no traffic went through the outbound SA: missing or mismatched outbound "
+                "policy (mark, reqid or SPI)")
+    if not answered or not moved["packets_in"]:
+        return ("ESP went out but nothing came back over ESP: ESP (IP protocol 50) blocked on "
+                "the path (cloud firewall?) or a key mismatch at the peer (see its status)")
+    return None
