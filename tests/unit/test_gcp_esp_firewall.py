@@ -154,12 +154,16 @@ def test_403_names_project_network_and_rule_and_hides_the_token(tmp_path, fake):
     assert fake.token not in output
 
 
-def test_404_of_an_unknown_network_is_a_clear_error(tmp_path, fake):
-    (r,), _ = run(tmp_path, fake, {"network": "no-such-net"})
-    assert r["failed"], r
-    assert "(project proj-a, network no-such-net)" in r["msg"]
+def test_404_and_400_are_clear_errors_and_not_retried(tmp_path, fake):
+    fake.fail("POST", "/firewalls", 400)
+    (r400, r404), _ = run(tmp_path, fake, {}, {"network": "no-such-net"})
+    assert r404["failed"], r404
+    assert "firewall rule fastdp-weave-esp (project proj-a, network no-such-net)" in r404["msg"]
     assert "HTTP 404: The resource 'projects/proj-a/global/networks/no-such-net' was not found" \
-        in r["msg"]
+        in r404["msg"]
+    assert r400["failed"] and "(project proj-a, network mesh-net)" in r400["msg"], r400
+    assert "POST" in r400["msg"] and "HTTP 400: injected 400" in r400["msg"]
+    assert [w["status"] for w in fake.writes] == [400, 404] and fake.rules == {}
 
 
 def test_a_503_and_a_429_are_retried_and_the_write_applies_once(tmp_path, fake):
