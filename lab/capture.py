@@ -43,22 +43,26 @@ class Capture:
 
 
 @contextmanager
-def capture(lab: Lab, host: LabHost | str, bpf: str = "", *, settle: float = 0.3):
-    """Run tcpdump on the host's eth0 for the duration of the block; yields a Capture whose
-    results are complete once the block has exited. ``settle`` lets late packets arrive."""
-    h = lab.host(host)
-    path = lab.work_dir / f"{h.name}-{next(_serial)}.pcap"
+def capture(lab: Lab, host: LabHost | str | None, bpf: str = "", *, settle: float = 0.3):
+    """Run tcpdump on the host's eth0 (``host=None``: on the lab's bridge, where every host's
+    underlay traffic passes) for the duration of the block; yields a Capture whose results
+    are complete once the block has exited. ``settle`` lets late packets arrive."""
+    if host is None:
+        where, iface, name = [], lab.bridge, "bridge"
+    else:
+        h = lab.host(host)
+        where, iface, name = ["ip", "netns", "exec", h.netns], h.iface, h.name
+    path = lab.work_dir / f"{name}-{next(_serial)}.pcap"
     # -Z root: tcpdump would drop to its own user, which cannot write the lab's work dir.
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", h.netns, "tcpdump", "-i", h.iface, "-n", "--immediate-mode", "-U",
-         "-Z", "root",
+        [*where, "tcpdump", "-i", iface, "-n", "--immediate-mode", "-U", "-Z", "root",
          "-w", str(path), *([bpf] if bpf else [])],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()  # tcpdump says "listening on ..." once it captures
         if "listening on" not in line:
             proc.wait()
-            raise LabError(f"tcpdump on {h.netns}: {line}{proc.stderr.read()}")
+            raise LabError(f"tcpdump on {name} {iface}: {line}{proc.stderr.read()}")
         result = Capture(path)
         yield result
         time.sleep(settle)

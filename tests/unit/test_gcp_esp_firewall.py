@@ -25,7 +25,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 MARKER = "[managed by weave.fastdp]"
-A, B, C = "10.128.0.11", "10.128.0.12", "10.128.0.13"
+A, B, C = "198.51.100.11", "198.51.100.12", "198.51.100.13"
 
 
 @pytest.fixture
@@ -220,20 +220,20 @@ def test_a_service_account_key_is_exchanged_for_a_token_and_never_shown(tmp_path
 
 
 def test_a_rule_without_any_source_or_with_a_bad_range_is_refused(tmp_path, fake):
-    results, _ = run(tmp_path, fake, {"source_ranges": []}, {"source_ranges": [A, "10.128.0.5/24"]})
+    results, _ = run(tmp_path, fake, {"source_ranges": []}, {"source_ranges": [A, "198.51.100.5/24"]})
     assert results[0]["failed"] and "would allow ESP from anywhere" in results[0]["msg"]
-    assert results[1]["failed"] and "source_ranges: 10.128.0.5/24 has host bits set" \
+    assert results[1]["failed"] and "source_ranges: 198.51.100.5/24 has host bits set" \
         in results[1]["msg"], results[1]
     assert fake.writes == []
 
 
 @pytest.mark.parametrize("body,method,error", [
-    ({"name": "r", "sourceRange": ["10.0.0.1/32"]}, "insert", "('sourceRange' was unexpected)"),
+    ({"name": "r", "sourceRange": ["198.51.100.1/32"]}, "insert", "('sourceRange' was unexpected)"),
     ({"name": "r", "allowed": [{"IPProtocol": "esp", "port": []}]}, "insert",
      "'port' was unexpected"),
     ({"name": "r", "enable": True}, "patch", "('enable' was unexpected)"),
     ({"name": "r", "id": "12"}, "patch", "('id' was unexpected)"),
-    ({"sourceRanges": ["10.0.0.1/32"]}, "patch", "'name' is a required property"),
+    ({"sourceRanges": ["198.51.100.1/32"]}, "patch", "'name' is a required property"),
     ({"name": "Bad_Name"}, "insert", "does not match"),
 ], ids=["misspelled", "misplaced-in-allowed", "misplaced-log-field", "output-only", "no-name",
         "bad-name"])
@@ -245,6 +245,6 @@ def test_the_fake_rejects_bodies_the_api_would(body, method, error):
 def test_the_fake_accepts_a_complete_rule():
     body = {"name": "fastdp-weave-esp", "network": "global/networks/default",
             "direction": "INGRESS", "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}],
-            "sourceRanges": ["10.0.0.1/32"], "targetServiceAccounts": ["a@b.iam.gserviceaccount.com"],
+            "sourceRanges": ["198.51.100.1/32"], "targetServiceAccounts": ["a@b.iam.gserviceaccount.com"],
             "priority": 900, "description": "d", "logConfig": {"enable": True}, "disabled": True}
     assert validate(body, "compute.firewalls.insert") == []

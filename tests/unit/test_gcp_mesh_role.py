@@ -28,12 +28,12 @@ def fake():
     assert server.invalid == []
 
 
-def play(tmp_path, fake, limit=None):
+def play(tmp_path, fake, limit=None, state="present"):
     gcp = {"project": "proj-a", "network": "mesh-net", "target_tags": ["fastdp"]}
-    hosts = {"h1": {"address": "10.128.0.11", "fastdp_gcp": gcp},
-             "h2": {"address": "10.128.0.12", "fastdp_gcp": {**gcp, "target_tags": ["fastdp", "b"]}},
-             "h3": {"address": "192.0.2.3"},
-             "h4": {"address": "10.130.0.14",
+    hosts = {"h1": {"address": "198.51.100.11", "fastdp_gcp": gcp},
+             "h2": {"address": "198.51.100.12", "fastdp_gcp": {**gcp, "target_tags": ["fastdp", "b"]}},
+             "h3": {"address": "203.0.113.3"},
+             "h4": {"address": "203.0.113.14",
                     "fastdp_gcp": {"project": "proj-a", "network": "other-net"}}}
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"fastdp_mesh": {"hosts": hosts, "vars": {
@@ -45,7 +45,7 @@ def play(tmp_path, fake, limit=None):
         {"ansible.builtin.set_fact": {"_fastdp_self": {
             "host": "{{ inventory_hostname }}", "address": "{{ address }}",
             "gcp": "{{ fastdp_gcp | default(None) }}"}}},
-        {"ansible.builtin.include_tasks": str(GCP_TASKS)}]}]))
+        {"ansible.builtin.include_tasks": str(GCP_TASKS), "vars": {"_fastdp_gcp_state": state}}]}]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GCP_")}
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
@@ -61,16 +61,26 @@ def test_one_rule_per_network_then_a_limited_run_keeps_the_others(tmp_path, fake
     inserts = sorted((w["body"]["name"], w["body"]["network"], w["body"]["sourceRanges"],
                       w["body"].get("targetTags")) for w in fake.writes)
     assert inserts == [
-        ("fastdp-weave-mesh-net-esp", MESH, ["10.128.0.11/32", "10.128.0.12/32"], ["b", "fastdp"]),
+        ("fastdp-weave-mesh-net-esp", MESH, ["198.51.100.11/32", "198.51.100.12/32"], ["b", "fastdp"]),
         ("fastdp-weave-other-net-esp", "projects/proj-a/global/networks/other-net",
-         ["10.130.0.14/32"], None)]
+         ["203.0.113.14/32"], None)]
     assert all(w["method"] == "POST" for w in fake.writes)
 
-    fake.rules[("proj-a", "fastdp-weave-mesh-net-esp")]["sourceRanges"].append("10.128.0.99/32")
+    fake.rules[("proj-a", "fastdp-weave-mesh-net-esp")]["sourceRanges"].append("198.51.100.99/32")
     before = len(fake.writes)
     play(tmp_path, fake, limit="h1")
     assert fake.writes[before:] == [], "a run limited to h1 must not drop h2's (or anyone's) range"
     out = play(tmp_path, fake)
     patches = [(w["method"], w["body"]) for w in fake.writes[before:]]
     assert patches == [("PATCH", {"name": "fastdp-weave-mesh-net-esp",
-                                  "sourceRanges": ["10.128.0.11/32", "10.128.0.12/32"]})], out
+                                  "sourceRanges": ["198.51.100.11/32", "198.51.100.12/32"]})], out
+
+
+def test_teardown_deletes_the_mesh_rules_once_each(tmp_path, fake):
+    play(tmp_path, fake)
+    before = len(fake.writes)
+    play(tmp_path, fake, state="absent")
+    deletes = sorted((w["method"], w["path"].rsplit("/", 1)[-1]) for w in fake.writes[before:])
+    assert deletes == [("DELETE", "fastdp-weave-mesh-net-esp"),
+                       ("DELETE", "fastdp-weave-other-net-esp")]
+    assert fake.rules == {}

@@ -152,7 +152,7 @@ EXAMPLES = r"""
     name: fastdp-weave-esp
     project: my-project
     network: default
-    source_ranges: [10.128.0.11, 10.128.0.12, 10.128.0.13]
+    source_ranges: [198.51.100.11, 198.51.100.12, 198.51.100.13]
     target_tags: [fastdp]
   delegate_to: localhost
   run_once: true
@@ -190,7 +190,7 @@ rule:
     name: fastdp-weave-esp
     network: projects/my-project/global/networks/default
     allowed: [{IPProtocol: esp}]
-    sourceRanges: [10.128.0.11/32, 10.128.0.12/32]
+    sourceRanges: [198.51.100.11/32, 198.51.100.12/32]
     sourceTags: []
     targetTags: [fastdp]
     targetServiceAccounts: []
