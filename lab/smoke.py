@@ -28,14 +28,15 @@ def overlay_address(host: LabHost) -> str:
     return f"203.0.113.{host.name.removeprefix('h')}"
 
 
-def add_vxlan(lab: Lab, host: LabHost, peer: LabHost, *, mtu: int = OVERLAY_MTU) -> None:
-    """A VXLAN device sending everything to ``peer`` (no learning, all-zero FDB entry)."""
-    dev = VXLAN_DEVICE
-    lab.exec(host, "ip", "link", "add", dev, "type", "vxlan", "id", VNI, "dstport", TUNNEL_PORT,
+def add_vxlan(lab: Lab, host: LabHost, peer: LabHost, *, mtu: int = OVERLAY_MTU,
+              dev: str = VXLAN_DEVICE, vni: int = VNI, overlay: str | None = None) -> None:
+    """A VXLAN device sending everything to ``peer`` (no learning, all-zero FDB entry);
+    ``overlay`` is its ADDRESS/PREFIX (default the host's overlay address in a /24)."""
+    lab.exec(host, "ip", "link", "add", dev, "type", "vxlan", "id", vni, "dstport", TUNNEL_PORT,
              "local", host.address, "dev", host.iface, "nolearning")
     lab.exec(host, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", dev,
              "dst", peer.address)
-    lab.exec(host, "ip", "addr", "add", f"{overlay_address(host)}/24", "dev", dev)
+    lab.exec(host, "ip", "addr", "add", overlay or f"{overlay_address(host)}/24", "dev", dev)
     lab.exec(host, "ip", "link", "set", dev, "mtu", mtu, "up")
 
 
