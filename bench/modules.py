@@ -1,0 +1,521 @@
+"""Module scale: the xfrm_policy, guards, vxlan and xfrm_state modules at 10, 100 and 1000 peers,
+beside the kernel's own dump of the same objects, measured in the same run.
+Run as root: ``./run bench modules`` (``python -m bench modules``).
+
+Every module run goes through lab.modules.run_module (a fresh Python process given its
+arguments file, as Ansible runs a module on a host), in a forked helper so that its wall time
+and its peak RSS (getrusage(RUSAGE_CHILDREN) of the helper, whose only child is the module)
+belong to that run alone.
+
+Natively (host kernel, one network namespace per repetition, made and deleted here; underlay
+2001:db8::11/64 on a veth ``eth0``, peers 2001:db8::100 upwards: the IPv4 documentation
+ranges hold fewer than 1000 hosts, so every size uses the IPv6 underlay), per module and size:
+
+  converge   the module from empty (changed=true)
+  no-op      the same module again (changed=false)
+  raw dump   the kernel's own tool dumping the same objects: ``ip xfrm policy``,
+             ``ip6tables-save -c``, ``bridge fdb show dev wf-bench`` (process start included)
+  backend    the module's backend functions called in-process for the no-op (one kernel
+             dump through the collection's own code, plan, nothing applied): the module's
+             cost without Python start-up, imports and Ansible's argument handling
+  floor      the module run with nothing declared on an empty namespace (Python start-up,
+             imports, AnsibleModule, one dump): the fixed cost of any module run
+
+xfrm_state needs ESP, which only the guest kernel has: the guest is booted ONCE
+(lab.guest.run_in_guest) for every size; in it the host's identity and its inbound nonces
+for N synthetic peers are made with the module_utils (keys.StateDir, mesh_keys.ensure_nonces),
+and the inbound converge, no-op, ``ip xfrm state`` and backend are timed the same way.
+Python in the guest is 20-40x slower than on the host: compare within the guest only.
+
+Medians over --reps repetitions (the machine is shared and noisy). Prints a table, writes
+bench/results/modules.json and bench/results/modules.png. No assertion on any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "collections"))
+
+from ansible_collections.weave.fastdp.plugins.filter.mesh import outbound_policies
+from ansible_collections.weave.fastdp.plugins.module_utils import (
+    guards,
+    keys,
+    mesh_keys,
+    vxlan,
+)
+from ansible_collections.weave.fastdp.plugins.module_utils import (
+    xfrm_inventory as inventory,
+)
+from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import entered
+from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmSocket
+
+from lab.guest import in_guest, run_in_guest
+
+RESULTS = REPO / "bench" / "results"
+LOCAL = "2001:db8::11"
+MARK = 0x20000
+REQID = 4242
+PASSWORD = "bench password, not a secret"
+DEVICE = "wf-bench"
+NATIVE = ("xfrm_policy", "guards", "vxlan")
+RAW = {"xfrm_policy": "ip xfrm policy", "guards": "ip6tables-save -c",
+       "vxlan": f"bridge fdb show dev {DEVICE}", "xfrm_state": "ip xfrm state"}
+
+
+def peer_addresses(n: int) -> list[str]:
+    return [f"2001:db8::{0x100 + i:x}" for i in range(n)]
+
+
+# ------------------------------------------------------------------ measuring
+
+# The helper that calls run_module: a small fresh Python, so that the peak RSS of its children
+# (getrusage RUSAGE_CHILDREN: the module's process, its kernel tools) is the module's own and
+# not that of a fork of this (larger) benchmark process, which Linux would carry across exec.
+_HELPER = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from lab.modules import run_module
+name, args = sys.argv[2], json.load(open(sys.argv[3]))
+started = time.perf_counter()
+result = run_module(name, args)
+seconds = time.perf_counter() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": seconds, "changed": bool(result.get("changed")),
+                  "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}))
+"""
+
+
+def measured(name: str, args: dict) -> dict:
+    """run_module(name, args) in a helper process: {seconds, changed, cpu, rss_mb} of the run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(args, f)
+    try:
+        done = subprocess.run([sys.executable, "-c", _HELPER, str(REPO), name, f.name],
+                              capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(f.name)
+    if done.returncode:
+        raise RuntimeError(f"{name}: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def cpu() -> float:
+    """CPU seconds (user + system) of this process and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn, runs: int = 5) -> tuple[float, float, object]:
+    """Median wall seconds and median CPU seconds of ``runs`` calls of fn(), its last value.
+    CPU time is what this shared, loaded machine distorts least."""
+    times, cpus, value = [], [], None
+    for _ in range(runs):
+        c, started = cpu(), time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - started)
+        cpus.append(cpu() - c)
+    return statistics.median(times), statistics.median(cpus), value
+
+
+def tool(argv: list[str], netns: str | None = None) -> str:
+    with entered(netns):
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def make_netns(extra_v4: bool = True) -> str:
+    name = f"wfb{secrets.token_hex(3)}"
+    commands = ["link set lo up", "link add eth0 type veth peer name eth0p", "link set eth0p up",
+                f"addr add {LOCAL}/64 dev eth0 nodad", "link set eth0 up"]
+    if extra_v4:
+        commands.insert(3, "addr add 198.51.100.11/24 dev eth0")
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "-batch", "-"], input="\n".join(commands) + "\n",
+                   text=True, check=True, capture_output=True)
+    return name
+
+
+def del_netns(name: str) -> None:
+    subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+# ------------------------------------------------------------------ native modules
+
+def policy_args(n: int, ns: str) -> dict:
+    spis = {f"p{i:04d}": {"address": a, "spi": 0x1000 + i} for i, a in enumerate(peer_addresses(n))}
+    return {"reqid": REQID, "policies": outbound_policies(spis, LOCAL, MARK, REQID), "netns": ns}
+
+
+def guard_args(n: int, ns: str) -> dict:
+    return {"mesh": "bench", "local_address": LOCAL, "netns": ns,
+            "peers": [{"name": f"p{i:04d}", "address": a, "inbound_spis": [0x2000 + i]}
+                      for i, a in enumerate(peer_addresses(n))]}
+
+
+def vxlan_args(n: int, ns: str) -> dict:
+    return {"name": DEVICE, "vni": 42, "local": LOCAL, "underlay_interface": "eth0",
+            "addresses": ["203.0.113.1/24"], "peers": peer_addresses(n), "netns": ns}
+
+
+ARGS = {"xfrm_policy": policy_args, "guards": guard_args, "vxlan": vxlan_args}
+
+
+def backend_policy(args: dict) -> int:
+    """What xfrm_policy's main() does after AnsibleModule: number of changes."""
+    declared = [{**p, "template": {**p["template"]}} for p in args["policies"]]
+    wanted = inventory.wanted_policies(declared, args["reqid"])
+    with XfrmSocket(args["netns"]) as xfrm:
+        return len(inventory.policy_changes(xfrm.policies(), wanted, reqid=args["reqid"],
+                                            retain=[], purge=True))
+
+
+def backend_guards(args: dict) -> int:
+    peers = guards.parse_peers([{"name": p["name"], "address": p["address"],
+                                 "inbound_spis": p["inbound_spis"]} for p in args["peers"]],
+                               args["local_address"])
+    want = guards.rules(args["mesh"], args["local_address"], 6784, MARK, peers)
+    tables = guards.Tables(6, args["netns"])
+    saved = guards.parse_save(tables.save(), args["mesh"])
+    change = guards.plan(args["mesh"], saved, want, keep_peer=lambda a: False)
+    return len(change.script.splitlines())
+
+
+def backend_vxlan(args: dict) -> int:
+    from pyroute2 import IPRoute
+
+    p = {"state": "present", "port": 6784, "mtu": None, "macs": [], "retain": [],
+         "purge": True, "bridge": None, **args}
+    vxlan.validate(p)
+    p = vxlan.normalise(p)
+    with entered(p["netns"]), IPRoute() as ipr:
+        seen = vxlan.Kernel.read(ipr, p["name"])
+        want = vxlan.wanted(p, seen)
+        change = vxlan.plan(seen.device(p["name"]), want, keep_peer=lambda a: False)
+    return len(change.steps)
+
+
+BACKEND = {"xfrm_policy": backend_policy, "guards": backend_guards, "vxlan": backend_vxlan}
+
+
+def _nl_policies(ns):
+    with XfrmSocket(ns) as x:
+        return x.policies()
+
+
+def _nl_sas(ns):
+    with XfrmSocket(ns) as x:
+        return x.sas()
+
+
+def _nl_fdb(ns):
+    from pyroute2 import IPRoute
+
+    with entered(ns), IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=DEVICE)[0]
+        return list(ipr.fdb("dump", ifindex=index))
+
+
+# module: (kernel tool argv, what counts as one object in its output, in-process netlink dump)
+DUMPS = {
+    "xfrm_policy": (["ip", "xfrm", "policy"], lambda line: line.startswith("src "), _nl_policies),
+    "guards": (["ip6tables-save", "-c"], lambda line: "-A FASTDP-" in line, None),
+    "vxlan": (["bridge", "fdb", "show", "dev", DEVICE], lambda line: " dst " in line, _nl_fdb),
+    "xfrm_state": (["ip", "xfrm", "state"], lambda line: line.startswith("src "), _nl_sas),
+}
+
+
+def one_size(module: str, args: dict, ns: str, backend, runs: int) -> dict:
+    """Converge from empty, no-op, raw dumps and the in-process backend no-op, in that order."""
+    converge = measured(module, args)
+    noop = measured(module, args)
+    if not converge["changed"] or noop["changed"]:
+        raise RuntimeError(f"{module}: converge changed={converge['changed']}, "
+                           f"no-op changed={noop['changed']}")
+    argv, is_object, netlink = DUMPS[module]
+    raw, raw_cpu, out = timed(lambda: tool(argv, ns), runs)
+    nl = timed(lambda: netlink(ns), runs)[0] if netlink else None
+    b_wall, b_cpu, steps = timed(lambda: backend(args), runs)
+    if steps:
+        raise RuntimeError(f"{module}: the in-process backend no-op plans {steps} changes")
+    return {"converge": converge["seconds"], "noop": noop["seconds"],
+            "converge_cpu": converge["cpu"], "noop_cpu": noop["cpu"],
+            "raw": raw, "raw_cpu": raw_cpu,
+            "raw_objects": sum(1 for line in out.splitlines() if is_object(line)),
+            "netlink_dump": nl, "backend_noop": b_wall, "backend_noop_cpu": b_cpu,
+            "rss_mb": max(converge["rss_mb"], noop["rss_mb"])}
+
+
+def floor_run(ns: str, module: str = "xfrm_policy") -> dict:
+    """A module with nothing declared on an empty namespace: the fixed cost of a module run."""
+    if module == "xfrm_state":
+        return measured(module, {"state": "absent", "reqid": REQID, "netns": ns})
+    return measured(module, {"reqid": REQID, "policies": [], "netns": ns})
+
+
+def log_row(where: str, module: str, n: int, rep: str, row: dict) -> None:
+    print(f"{where} {rep} {module:11s} {n:5d} peers: converge {row['converge']:.3f} s "
+          f"(cpu {row['converge_cpu']:.3f}), no-op {row['noop']:.3f} s (cpu {row['noop_cpu']:.3f})"
+          f", raw {row['raw']:.4f} s ({row['raw_objects']} objects), backend "
+          f"{row['backend_noop']:.4f} s, rss {row['rss_mb']:.0f} MB", flush=True)
+
+
+def native(sizes: list[int], reps: int) -> list[dict]:
+    samples: dict[tuple[int, str], list[dict]] = {}
+    floors = []
+    for rep in range(reps):
+        for n in sizes:
+            ns = make_netns()
+            try:
+                floors.append(floor_run(ns))
+                for module in NATIVE:
+                    row = one_size(module, ARGS[module](n, ns), ns, BACKEND[module], 5)
+                    samples.setdefault((n, module), []).append(row)
+                    log_row("host", module, n, f"rep {rep + 1}/{reps}", row)
+            finally:
+                del_netns(ns)
+    return [summarise(n, module, rows, floors, "host") for (n, module), rows in samples.items()]
+
+
+def _median(rows: list[dict], key: str):
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def summarise(n: int, module: str, rows: list[dict], floors: list[dict], where: str) -> dict:
+    keys_ = ("converge", "noop", "converge_cpu", "noop_cpu", "raw", "raw_cpu", "netlink_dump",
+             "backend_noop", "backend_noop_cpu", "setup")
+    med = {k: _median(rows, k) for k in keys_}
+    floor = statistics.median(f["seconds"] for f in floors)
+    floor_cpu = statistics.median(f["cpu"] for f in floors)
+    return {"peers": n, "module": module, "kernel": where, "runs": len(rows),
+            **{f"{k}_s": v for k, v in med.items() if v is not None},
+            "raw_tool": RAW[module], "raw_objects": rows[0]["raw_objects"],
+            "floor_s": floor, "floor_cpu_s": floor_cpu,
+            "ratio_noop_raw": med["noop"] / med["raw"],
+            "ratio_noop_raw_cpu": med["noop_cpu"] / med["raw_cpu"] if med["raw_cpu"] else None,
+            "ratio_backend_raw": med["backend_noop"] / med["raw"],
+            "converge_ms_per_peer": med["converge"] / n * 1000,
+            "converge_cpu_ms_per_peer": med["converge_cpu"] / n * 1000,
+            "converge_cpu_above_floor_ms_per_peer": (med["converge_cpu"] - floor_cpu) / n * 1000,
+            "rss_mb": max(r["rss_mb"] for r in rows),
+            "samples": rows}
+
+
+# ------------------------------------------------------------------ xfrm_state (guest)
+
+def state_args(n: int, ns: str, state_dir: str) -> dict:
+    """The host's identity and inbound nonces for n synthetic peers; the module's arguments."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    state = keys.StateDir(state_dir)
+    state.create_identity()
+    peers = [{"name": f"p{i:04d}", "address": a,
+              "public_key": keys.public_key_text(X25519PrivateKey.generate())}
+             for i, a in enumerate(peer_addresses(n))]
+    table, _ = mesh_keys.ensure_nonces({"epochs": {}}, epoch=1,
+                                       senders={p["name"]: None for p in peers}, retain=[],
+                                       spis_in_use=set(), purge=True, retire=False)
+    state.save_inbound(table)
+    return {"direction": "inbound", "mesh": "bench", "peer_name": "h1", "local_address": LOCAL,
+            "epoch": 1, "peers": peers, "password": PASSWORD, "reqid": REQID,
+            "state_dir": state_dir, "netns": ns}
+
+
+def backend_state(args: dict) -> int:
+    """What xfrm_state's main() does after AnsibleModule (inbound): number of changes."""
+    peers = [{"published": None, "switched_epoch": None, **p} for p in args["peers"]]
+    inventory.check_mesh(local_address=args["local_address"], peers=peers, retain=[],
+                         password=args["password"], replay_window=256)
+    state = keys.StateDir(args["state_dir"])
+    wanted = inventory.wanted_sas(
+        direction="inbound", table=state.inbound(), private=state.identity(),
+        password=args["password"], mesh=args["mesh"], peer_name=args["peer_name"],
+        local_address=args["local_address"], peers=peers, epoch=args["epoch"], retire=False,
+        reqid=args["reqid"], aead=CIPHERS["aes-gcm"], replay_window=256)
+    with XfrmSocket(args["netns"]) as xfrm:
+        return len(inventory.sa_changes(xfrm.sas(), wanted, direction="inbound",
+                                        local_address=args["local_address"], peers=peers,
+                                        reqid=args["reqid"], retain=[], purge=True))
+
+
+def guest_state(sizes: list[int], reps: int, out: Path) -> None:
+    """In the guest: xfrm_state at each size; results written to ``out`` after each size."""
+    rows, floors = [], []
+    for n in sizes:
+        samples = []
+        for rep in range(reps):
+            ns = make_netns()
+            state_dir = tempfile.mkdtemp(prefix="wfbench-state-")
+            try:
+                floors.append(floor_run(ns, "xfrm_state"))
+                started = time.perf_counter()
+                args = state_args(n, ns, state_dir)
+                setup = time.perf_counter() - started
+                row = {**one_size("xfrm_state", args, ns, backend_state, 3), "setup": setup}
+                samples.append(row)
+                log_row("guest", "xfrm_state", n, f"rep {rep + 1}/{reps}", row)
+            finally:
+                del_netns(ns)
+                subprocess.run(["rm", "-rf", state_dir], check=False)
+        rows.append(summarise(n, "xfrm_state", samples, floors, "guest"))
+        out.write_text(json.dumps({"rows": rows, "facts": machine()}, indent=1))
+
+
+# ------------------------------------------------------------------ report
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+                 platform.processor())
+    return {"kernel": platform.release(), "cpu": model, "cpus": os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def print_table(result: dict) -> None:
+    host, guest = result["host"], result.get("guest") or {}
+    print(f"\nModule scale, {result['date']}; host kernel {host['kernel']}, {host['cpu']} "
+          f"({host['cpus']} CPUs, shared)"
+          + (f"; guest kernel {guest['kernel']} (QEMU TCG)" if guest else ""))
+    print(f"medians of {result['reps']} runs (guest: {result['guest_reps']}); a module run is a "
+          "fresh Python process (run_module); ratio = no-op / raw dump; cpu = user+system s")
+    head = (f"{'peers':>5} {'module':11} {'kern':5} {'converge':>8} {'no-op':>6} {'raw':>7} "
+            f"{'ratio':>5} | {'no-op':>6} {'raw':>6} {'ratio':>5} | {'backend':>7} {'ratio':>5}"
+            f" | {'ms/peer':>7} {'cpu ms/p':>8} {'RSS MB':>6}")
+    print(f"{'':24}{'-- wall s, module run --':^30}   {'-- cpu s --':^19}   "
+          f"{'in-process':^13}   converge")
+    print(head)
+    print("-" * len(head))
+    for r in sorted(result["rows"], key=lambda r: (r["kernel"] != "host", r["module"], r["peers"])):
+        cr = r.get("ratio_noop_raw_cpu")
+        print(f"{r['peers']:5d} {r['module']:11} {r['kernel']:5} {r['converge_s']:8.3f} "
+              f"{r['noop_s']:6.3f} {r['raw_s']:7.4f} {r['ratio_noop_raw']:5.0f} | "
+              f"{r['noop_cpu_s']:6.3f} {r['raw_cpu_s']:6.4f} "
+              f"{cr if cr is not None else float('nan'):5.0f} | "
+              f"{r['backend_noop_s']:7.4f} {r['ratio_backend_raw']:5.2f} | "
+              f"{r['converge_ms_per_peer']:7.2f} {r['converge_cpu_ms_per_peer']:8.2f} "
+              f"{r['rss_mb']:6.0f}")
+    floors = {r["kernel"]: (r["floor_s"], r["floor_cpu_s"]) for r in result["rows"]}
+    print("floor (a module with nothing declared, empty namespace): "
+          + ", ".join(f"{k} {w:.3f} s wall, {c:.3f} s cpu" for k, (w, c) in floors.items()))
+    print("raw dump = the kernel's tool, process start included: "
+          + "; ".join(f"{m}: {t}" for m, t in RAW.items()))
+    print("backend = the module's own functions in-process for the no-op (dump + plan), "
+          "without Python start, imports and AnsibleModule")
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    colors = {"xfrm_policy": "tab:blue", "guards": "tab:orange", "vxlan": "tab:green",
+              "xfrm_state": "tab:red"}
+    for ax, kernel in zip(axes, ("host", "guest"), strict=True):
+        rows = [r for r in result["rows"] if r["kernel"] == kernel]
+        for module, c in colors.items():
+            mine = sorted((r for r in rows if r["module"] == module), key=lambda r: r["peers"])
+            if not mine:
+                continue
+            x = [r["peers"] for r in mine]
+            ax.plot(x, [r["converge_s"] for r in mine], "o-", color=c, label=f"{module} converge")
+            ax.plot(x, [r["noop_s"] for r in mine], "s-", color=c, alpha=0.55,
+                    label=f"{module} no-op")
+            ax.plot(x, [r["backend_noop_s"] for r in mine], ":", color=c, marker=".",
+                    label=f"{module} no-op backend (in-process)")
+            ax.plot(x, [r["raw_s"] for r in mine], "--", color=c, marker="x",
+                    label=f"raw dump: {RAW[module]}")
+        if rows:
+            ax.axhline(rows[0]["floor_s"], color="grey", lw=0.8, ls="-.",
+                       label="module floor (nothing declared)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("peers")
+        ax.set_ylabel("seconds")
+        ax.set_title("host kernel (native, netns)" if kernel == "host"
+                     else "guest kernel (QEMU TCG, ~20-40x slower Python)")
+        ax.grid(True, which="both", alpha=0.3)
+        if rows:
+            ax.legend(fontsize=6.5, loc="upper left")
+        else:
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", transform=ax.transAxes)
+    fig.suptitle(f"weave.fastdp module time vs peers ({result['date'][:10]}, "
+                 f"{result['host']['cpu']}, medians)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--guest-sizes", default="10,100,1000")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--guest-reps", type=int, default=1)
+    parser.add_argument("--no-guest", action="store_true")
+    parser.add_argument("--no-native", action="store_true")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --no-guest/--no-native: keep the other rows of the last run")
+    parser.add_argument("--guest-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.guest_out:
+        if not in_guest():
+            raise SystemExit("--guest-out is for the guest side")
+        guest_state([int(s) for s in args.guest_sizes.split(",")], args.guest_reps,
+                    Path(args.guest_out))
+        return
+    if os.geteuid():
+        raise SystemExit("bench modules: run as root (network namespaces)")
+    started = time.monotonic()
+    result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+              "host": machine(), "reps": args.reps, "guest_reps": args.guest_reps,
+              "command": "./run bench modules " + " ".join(sys.argv[1:]), "rows": []}
+    if not args.no_native:
+        result["rows"] += native([int(s) for s in args.sizes.split(",")], args.reps)
+    if not args.no_guest:
+        rwdir = Path(tempfile.mkdtemp(prefix="wf-bench-modules-"))
+        out = rwdir / "guest.json"
+        guest = run_in_guest(f"python -m bench.modules --guest-out {out} "
+                             f"--guest-sizes {args.guest_sizes} --guest-reps {args.guest_reps}",
+                             rwdir=rwdir, stream=True)
+        result["guest_run_s"] = guest.seconds
+        if out.exists():
+            got = json.loads(out.read_text())
+            result["rows"] += got["rows"]
+            result["guest"] = got["facts"]
+        if guest.returncode:
+            print(f"guest: exit {guest.returncode} after {guest.seconds:.0f} s\n"
+                  + guest.output[-3000:], file=sys.stderr)
+        print(f"guest run (boot + every size): {guest.seconds:.0f} s")
+    result["total_s"] = time.monotonic() - started
+    previous = RESULTS / "modules.json"
+    if args.merge and previous.exists():  # keep the other kernel's rows of the last run
+        old = json.loads(previous.read_text())
+        skipped = {"host"} if args.no_native else {"guest"} if args.no_guest else set()
+        result["rows"] += [r for r in old["rows"] if r["kernel"] in skipped]
+        for key in ("guest", "guest_run_s") if args.no_guest else ():
+            if key in old:
+                result[key] = old[key]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "modules.json").write_text(json.dumps(result, indent=1) + "\n")
+    print_table(result)
+    plot(result, RESULTS / "modules.png")
+    print(f"wrote {RESULTS / 'modules.json'} and {RESULTS / 'modules.png'}")
+
+
+if __name__ == "__main__":
+    main()
