@@ -51,7 +51,8 @@ class GuestBatch:
         return self.outcomes.get(nodeid)
 
     def _run(self):
-        rwdir = Path(self.config.rootpath, "build", "guest")
+        # One folder per run: concurrent runs on one machine must not share junit.xml.
+        rwdir = Path(self.config.rootpath, "build", "guest", str(os.getpid()))
         rwdir.mkdir(parents=True, exist_ok=True)
         junit = rwdir / "junit.xml"
         junit.unlink(missing_ok=True)
