@@ -63,10 +63,12 @@ def run_in_guest(
     cpus: int = 2,
     timeout: float = 3000,
     stream: bool = False,
+    log: str | os.PathLike | None = None,
 ) -> GuestResult:
     """Boot the guest once, run ``command`` (a shell line) in the checkout, return its exit code
     and output. ``rwdir`` is made writable in the guest; the guest's PATH starts with the
-    checkout's .venv, and HOME and Ansible's temp dirs live under /tmp (read-only /root)."""
+    checkout's .venv, and HOME and Ansible's temp dirs live under /tmp (read-only /root).
+    ``stream`` echoes the output to stderr as it comes, ``log`` appends it to a file."""
     rwdir = Path(rwdir or tempfile.mkdtemp(prefix="wf-guest-"))
     rwdir.mkdir(parents=True, exist_ok=True)
     venv_bin = Path(sys.prefix) / "bin"
@@ -95,6 +97,7 @@ def run_in_guest(
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()
     lines = []
+    log_file = open(log, "a", buffering=1) if log else None  # noqa: SIM115 - closed below
     try:
         for line in proc.stdout:
             line = line.rstrip()
@@ -102,9 +105,13 @@ def run_in_guest(
                 lines.append(line)
                 if stream:
                     print(line, file=sys.stderr, flush=True)
+                if log_file:
+                    print(line, file=log_file)
         proc.wait()
     finally:
         watchdog.cancel()
+        if log_file:
+            log_file.close()
     if proc.returncode < 0:
         lines.append(f"guest: killed (signal {-proc.returncode}), timeout {timeout:.0f}s")
     return GuestResult(proc.returncode, "\n".join(lines), time.monotonic() - started)
