@@ -8,6 +8,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +61,13 @@ def vault_password(lab: Lab, password: str | None = None) -> str:
     return password
 
 
-def run_playbook(lab: Lab, playbook: str, *args: str, inventories: tuple[Path, ...] = (),
-                 extra_vars: dict | None = None, timeout: float = 3000) -> PlaybookRun:
-    """``ansible-playbook -i <lab inventory> [-i more] playbooks/<playbook> args...``."""
+def playbook_command(lab: Lab, playbook: str, *args: str, inventory: Path | None = None,
+                     inventories: tuple[Path, ...] = (),
+                     extra_vars: dict | None = None) -> tuple[list[str], dict]:
+    """argv and environment of ``ansible-playbook -i <inventory> [-i more] playbooks/<x>``;
+    ``inventory`` defaults to the lab's (every host in the mesh group)."""
     vault_password(lab)
-    argv = [_bin("ansible-playbook"), "-i", str(lab.inventory)]
+    argv = [_bin("ansible-playbook"), "-i", str(inventory or lab.inventory)]
     for extra in inventories:
         argv += ["-i", str(extra)]
     argv += ["--vault-password-file", str(lab.work_dir / "vault-password")]
@@ -75,9 +78,38 @@ def run_playbook(lab: Lab, playbook: str, *args: str, inventories: tuple[Path, .
     argv += [str(PLAYBOOKS / playbook), *args]
     env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
-    return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
+    return argv, env
+
+
+def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
+                 **options) -> PlaybookRun:
+    """Run it to the end (options as for playbook_command). With WF_PLAYBOOK_LOG set, the
+    output is also appended to that file as it comes (to follow a run in the guest)."""
+    argv, env = playbook_command(lab, playbook, *args, **options)
+    log_path = os.environ.get("WF_PLAYBOOK_LOG")
+    with subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as proc:
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        lines = []
+        with open(log_path or os.devnull, "a", buffering=1) as log:
+            log.write(f"$ ansible-playbook {' '.join(argv[1:])}\n")
+            for line in proc.stdout:
+                lines.append(line)
+                log.write(line)
+        timer.cancel()
+    return PlaybookRun(proc.returncode, "".join(lines))
+
+
+def mesh_inventory(lab: Lab, hosts: list[str]) -> Path:
+    """An inventory whose mesh group holds only ``hosts`` (the others stay in the lab, outside
+    the mesh), next to the lab's own so it shares its vaulted group_vars."""
+    full = yaml.safe_load(lab.inventory.read_text())
+    group = full["all"]["children"]["fastdp_mesh"]
+    group["hosts"] = {name: v for name, v in group["hosts"].items() if name in hosts}
+    path = lab.inventory.with_name(f"inventory-{'-'.join(hosts)}.yml")
+    path.write_text(yaml.safe_dump(full, sort_keys=False))
+    return path
 
 
 def host_vars_inventory(lab: Lab, name: str, host_vars: dict[str, dict]) -> Path:

@@ -58,6 +58,7 @@ class GuestBatch:
         junit.unlink(missing_ok=True)
         args = " ".join(f"'{n}'" for n in self.nodeids)
         result = run_in_guest(
+            f"WF_PLAYBOOK_LOG={rwdir}/playbooks.log "
             f"python -m pytest -v -p no:cacheprovider -m kernel --junitxml={junit} {args}",
             rwdir=rwdir, log=rwdir / "guest.log",
             stream=os.environ.get("WF_GUEST_STREAM") == "1",

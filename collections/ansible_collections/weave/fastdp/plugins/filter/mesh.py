@@ -4,13 +4,14 @@ from __future__ import annotations
 
 
 def mesh_peers(hostvars, play_hosts, group_hosts, me):
-    """This host's peers: every other host of the mesh group that runs in this play.
+    """This host's peers: every other host of the mesh group that runs in this play batch
+    (``ansible_play_batch``: the whole play unless it runs in ``serial`` batches).
 
     Each peer: name, host, address (underlay), overlay_address, public_key (once the identity
     task ran), published (what the peer published for this host: [{epoch, spi, sealed_nonce}])
     and switched_epoch (the newest epoch of the peer's outbound SA to this host, once known).
-    Hosts of the group outside the play (``--limit``, later ``serial`` batches) are not peers of
-    this run: see mesh_retained."""
+    Hosts of the group outside the batch (``--limit``, other ``serial`` batches) are not peers
+    of this run: see mesh_retained."""
     own = hostvars[me]["_fastdp_self"]["peer_name"]
     peers = []
     for host in play_hosts:
@@ -27,7 +28,7 @@ def mesh_peers(hostvars, play_hosts, group_hosts, me):
 
 
 def mesh_retained(hostvars, play_hosts, group_hosts, me):
-    """Underlay addresses and peer names of mesh hosts outside this run: left as they are."""
+    """Underlay addresses and peer names of mesh hosts outside this batch: left as they are."""
     outside = [h for h in group_hosts if h != me and h not in play_hosts]
     return {
         "names": [hostvars[h].get("fastdp_peer_name", h) for h in outside],
