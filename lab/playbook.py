@@ -76,7 +76,7 @@ def playbook_command(lab: Lab, playbook: str, *args: str, inventory: Path | None
         vars_file.write_text(yaml.safe_dump(extra_vars))
         argv += ["-e", f"@{vars_file}"]
     argv += [str(PLAYBOOKS / playbook), *args]
-    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+    env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", "PYTHONUNBUFFERED": "1",
            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     return argv, env
 

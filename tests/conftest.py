@@ -18,7 +18,18 @@ from lab.guest import in_guest, run_in_guest
 pytest_plugins = ["lab.pytest_plugin"]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true",
+                     help="also run the kernel scenarios marked long (an hour and more in the "
+                          "emulated guest)")
+
+
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--long"):
+        deselected = [i for i in items if i.get_closest_marker("long")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [i for i in items if not i.get_closest_marker("long")]
     tiers = ("unit", "netns", "kernel")
     untiered = [i.nodeid for i in items if not any(i.get_closest_marker(t) for t in tiers)]
     if untiered:
@@ -59,7 +70,8 @@ class GuestBatch:
         args = " ".join(f"'{n}'" for n in self.nodeids)
         result = run_in_guest(
             f"WF_PLAYBOOK_LOG={rwdir}/playbooks.log "
-            f"python -m pytest -v -p no:cacheprovider -m kernel --junitxml={junit} {args}",
+            f"python -m pytest -v -p no:cacheprovider -m kernel --junitxml={junit} "
+            f"{'--long ' if self.config.getoption('--long') else ''}{args}",
             rwdir=rwdir, log=rwdir / "guest.log",
             stream=os.environ.get("WF_GUEST_STREAM") == "1",
         )
