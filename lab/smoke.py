@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.capture import TUNNEL_PORT, capture
-from lab.hosts import Lab, LabHost
+from lab.hosts import Lab, LabHost, overlay_address
 
 VXLAN_DEVICE = "vxlan42"
 VNI = 42
@@ -21,11 +21,6 @@ MARK = "0x20000"
 REQID = 1  # the same on the SAs and the policy templates: a mismatch silently drops all
 AEAD = "rfc4106(gcm(aes))"
 OVERLAY_MTU = 1376
-
-
-def overlay_address(host: LabHost) -> str:
-    """203.0.113.I for host hI."""
-    return f"203.0.113.{host.name.removeprefix('h')}"
 
 
 def add_vxlan(lab: Lab, host: LabHost, peer: LabHost, *, mtu: int = OVERLAY_MTU,

@@ -2,8 +2,7 @@
 
 import pytest
 
-from lab.hosts import Lab, LabError
-from lab.smoke import overlay_address
+from lab.hosts import Lab, LabError, overlay_address
 
 pytestmark = pytest.mark.unit
 
