@@ -84,3 +84,12 @@ def test_teardown_deletes_the_mesh_rules_once_each(tmp_path, fake):
     assert deletes == [("DELETE", "fastdp-weave-mesh-net-esp"),
                        ("DELETE", "fastdp-weave-other-net-esp")]
     assert fake.rules == {}
+
+
+def test_the_role_makes_the_esp_rule_before_any_guard_or_sa():
+    tasks = yaml.safe_load((GCP_TASKS.parent / "converge.yml").read_text())
+    order = [t.get("ansible.builtin.include_tasks") or next(
+        (k for k in t if k.startswith(("weave.fastdp.", "ansible.builtin."))), None)
+        for t in tasks]
+    first_kernel_change = min(order.index(x) for x in ("guards.yml", "sas.yml"))
+    assert order.index("gcp.yml") < first_kernel_change, order
