@@ -3,7 +3,6 @@ here; SAs do not (no ESP, no GCM), so xfrm_state must name what is missing, and 
 fail naming the field before anything changes."""
 
 import copy
-import secrets
 import subprocess
 
 import pytest
@@ -14,18 +13,6 @@ pytestmark = pytest.mark.netns
 
 REQID = 4242
 LOCAL, PEER, OTHER = "198.51.100.11", "198.51.100.12", "198.51.100.13"
-
-
-@pytest.fixture
-def netns():
-    """A bare namespace (policies need no interface). The lab's ``netns`` fixture adds a dummy
-    link, which this host kernel cannot make."""
-    name = f"wfp{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _policy(dst=PEER, spi=0x1234ABCD):
