@@ -12,8 +12,9 @@ import re
 from collections.abc import Callable
 
 from lab.capture import TUNNEL_PORT, capture
-from lab.hosts import Lab, overlay_address
+from lab.hosts import Lab
 from lab.playbook import run_playbook
+from lab.smoke import ping
 
 
 def run_demo(*, hosts: int = 3, log: Callable[[str], None] = print) -> bool:
@@ -33,9 +34,7 @@ def run_demo(*, hosts: int = 3, log: Callable[[str], None] = print) -> bool:
             log(f"{host}:\n" + "\n".join("  " + line.strip().strip(',').strip('"')
                                           for line in table.splitlines()))
         with capture(lab, None, f"esp or udp port {TUNNEL_PORT}") as wire:
-            reached = [lab.exec(a, "ping", "-c", 2, "-W", 2, overlay_address(b),
-                                check=False).returncode == 0
-                       for a, b in itertools.permutations(lab.hosts, 2)]
+            reached = [ping(lab, a, b, count=2) for a, b in itertools.permutations(lab.hosts, 2)]
         esp, plaintext = wire.count("esp"), wire.count(f"udp port {TUNNEL_PORT}")
         log(f"ping across the overlay: {sum(reached)}/{len(reached)} pairs answered")
         log(f"capture on the underlay bridge: {esp} ESP packets, {plaintext} to UDP "

@@ -21,6 +21,7 @@ from lab.attacks import esp_sequence, flip_bit, send_frames
 from lab.capture import TUNNEL_PORT, capture
 from lab.hosts import Lab, overlay_address
 from lab.playbook import mesh_inventory, playbook_command, run_playbook, vault_password
+from lab.smoke import ping
 
 pytestmark = pytest.mark.kernel
 FOREIGN_REQID = 999  # another owner's SA and policy (the join test installs them)
@@ -44,11 +45,6 @@ def converge(lab, *args, inventory=None, **options):
 
 def mesh_hosts(lab):
     return lab.hosts[:3]
-
-
-def ping(lab, src, dst, count=3) -> bool:
-    return lab.exec(src, "ping", "-c", count, "-i", "0.2", "-W", 2,
-                    overlay_address(lab.host(dst)), check=False).returncode == 0
 
 
 def xfrm_states(lab, host) -> list[dict]:
