@@ -1,0 +1,41 @@
+"""What a user runs, end to end in the guest kernel: the README's main job and the molecule
+scenario. Each brings up its own lab, converges it with the collection and tears it down."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from lab.demo import run_demo
+from lab.guest import REPO
+
+pytestmark = [pytest.mark.kernel, pytest.mark.long]
+
+
+def test_the_main_job_converges_three_hosts_shows_every_pair_encrypted_and_only_esp():
+    lines = []
+    assert run_demo(log=lines.append), "\n".join(lines)
+    output = "\n".join(lines)
+    assert output.count("encrypted fastdp") == 6, output
+    assert "ping across the overlay: 6/6 pairs answered" in output
+    assert "0 to UDP 6784 (plaintext tunnel)" in output
+
+
+def test_molecule_default_scenario_passes_create_converge_idempotence_verify_destroy():
+    run = subprocess.run(["molecule", "test", "--scenario-name", "default"], check=False,
+                         cwd=REPO, env={**os.environ, "NO_COLOR": "1", "PY_COLORS": "0"},
+                         capture_output=True, text=True, timeout=5400)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
+    log = os.environ.get("WF_PLAYBOOK_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write("$ molecule test --scenario-name default\n" + output)
+    assert run.returncode == 0, output[-10000:]
+    for step in ("converge", "idempotence", "verify", "destroy"):
+        assert f"{step}: Executed: Successful" in output, step
+    namespaces = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True,
+                                text=True).stdout
+    assert "wfm-" not in namespaces, "destroy left the lab's namespaces"
