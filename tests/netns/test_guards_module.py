@@ -79,6 +79,8 @@ def test_fail_closed_spoof_dropped_idempotent_and_clean_removal(lab_factory):
     assert predicted["changed"] and saved(lab, a) == clean, "check mode changed nothing"
     made = run_module("guards", guard_args(a, [b]), diff=True)
     assert made["commands"] == predicted["commands"]
+    assert "rules" not in predicted  # only in diff mode
+    assert "iptables mangle: -A OUTPUT -j FASTDP-test-OUT" in made["rules"]
     assert made["commands"].count("iptables -I OUTPUT 1 -j FASTDP-test-OUT") == 2  # filter, mangle
     assert "iptables mangle: -A OUTPUT -j FASTDP-test-OUT" in made["diff"]["after"]
     for check in (True, False):

@@ -17,13 +17,13 @@ those chains only, tables ordered so that drop rules come before (or with) the m
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 
+from ansible_collections.weave.fastdp.plugins.module_utils import inet
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import entered
 
 DEFAULT_MARK = 0x20000
@@ -34,6 +34,11 @@ _SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 # Built-in chain each guard chain is jumped to from, by direction.
 _HOOKS = {"OUT": "OUTPUT", "IN": "INPUT"}
 APPLY_ORDER = ("filter", "mangle")  # legacy commits table by table: drops first
+_COUNTERS = re.compile(r"\s*\[(\d+):(\d+)\]")
+_JUMP = re.compile(r"(?:^| )-[jg] (\S+)$")
+# A guard rule's peer: the destination in OUT chains, the source in IN chains.
+_PEER = {d: re.compile(rf"(?:^| ){flag} ([^\s/]+)") for d, flag in (("OUT", "-d"), ("IN", "-s"))}
+_ESPSPI = re.compile(r"--espspi (\d+)")
 
 
 class GuardError(Exception):
@@ -112,7 +117,7 @@ class Saved:
 
 
 def parse_save(text: str, mesh: str) -> Saved:
-    ours = {guard_chain(mesh, d): d for d in _HOOKS}
+    peer_of = {guard_chain(mesh, d): _PEER[d] for d in _HOOKS}
     saved = Saved(set(), [], {})
     table = None
     for line in text.splitlines():
@@ -120,52 +125,75 @@ def parse_save(text: str, mesh: str) -> Saved:
             table = line[1:].strip()
         elif line.startswith(":"):
             name = line[1:].split()[0]
-            if name in ours:
+            if name in peer_of:
                 saved.chains.add((table, name))
         elif "-A " in line:
             counters, _, rest = line.partition("-A ")
             chain, _, spec = rest.partition(" ")
-            packets, nbytes = _counters(counters)
-            if chain in ours:
-                rule = Rule(table, chain, spec.strip(), _peer_of(ours[chain], spec))
-                saved.rules.append((rule, packets, nbytes))
-            elif (target := _jump_target(spec)) in ours:
-                saved.jumps.setdefault((table, chain, target), []).append(spec.strip())
+            spec = spec.strip()
+            if chain in peer_of:
+                peer = peer_of[chain].search(spec)
+                found = _COUNTERS.match(counters)
+                saved.rules.append((Rule(table, chain, spec, peer[1] if peer else None),
+                                    *((int(found[1]), int(found[2])) if found else (0, 0))))
+            elif (jump := _JUMP.search(spec)) and jump[1] in peer_of:
+                saved.jumps.setdefault((table, chain, jump[1]), []).append(spec)
     return saved
 
 
 @dataclass
 class Plan:
-    """Lines of the guard chains and jumps before and after; ``script`` for iptables-restore
-    (empty: nothing to change)."""
+    """``script`` for iptables-restore (empty: nothing to change). ``before`` and ``after``,
+    the lines of the guard chains and jumps, are made only when asked for (for a diff)."""
 
-    before: list[str]
-    after: list[str]
+    mesh: str
+    saved: Saved
+    wanted: list[Rule] | None  # None: the mesh's chains are removed
     script: str
+
+    @property
+    def before(self) -> list[str]:
+        return _lines(self.mesh, self.saved.chains, [r for r, _, _ in self.saved.rules],
+                      self.saved.jumps)
+
+    @property
+    def after(self) -> list[str]:
+        if self.wanted is None:
+            return []
+        jumps = self.saved.jumps
+        made = {(t, hook, c): jumps.get((t, hook, c)) or [f"-j {c}"]
+                for t, c, hook in chains(self.mesh)}
+        return _lines(self.mesh, {(t, c) for t, c, _ in chains(self.mesh)}, self.wanted,
+                      {**jumps, **made})
 
 
 def plan(mesh: str, saved: Saved, want: list[Rule] | None, keep_peer) -> Plan:
     """``want`` None removes the mesh's chains and jumps. Rules of peers that are not declared
     stay when ``keep_peer(address)`` (peers outside this run, or purge off)."""
-    before = _lines(mesh, saved.chains, [r for r, _, _ in saved.rules], saved.jumps)
     if want is None:
-        return Plan(before, [], _removal(mesh, saved))
+        return Plan(mesh, saved, None, _removal(mesh, saved))
     declared = {r.peer for r in want if r.peer}
     kept = [r for r, _, _ in saved.rules if r.peer and r.peer not in declared and keep_peer(r.peer)]
     wanted = _ordered(want + kept)
-    after_jumps = {**saved.jumps, **{(t, hook, c): saved.jumps.get((t, hook, c)) or [f"-j {c}"]
-                                     for t, c, hook in chains(mesh)}}
+    have = _by_chain(r for r, _, _ in saved.rules)
+    rows = _by_chain(wanted)
     sections = {}
     for table, chain, hook in chains(mesh):
         lines = sections.setdefault(table, [])
-        have = [r for r, _, _ in saved.rules if (r.table, r.chain) == (table, chain)]
-        rows = [r for r in wanted if (r.table, r.chain) == (table, chain)]
-        if (table, chain) not in saved.chains or have != rows:
-            lines += [f":{chain} - [0:0]"] + [r.line() for r in rows]  # declared: flushed
+        key = (table, chain)
+        if key not in saved.chains or have.get(key) != rows.get(key):
+            lines += [f":{chain} - [0:0]", *rows.get(key, [])]  # declared: flushed
         if not saved.jumps.get((table, hook, chain)):
             lines.append(f"-I {hook} 1 -j {chain}")
-    after = _lines(mesh, {(t, c) for t, c, _ in chains(mesh)}, wanted, after_jumps)
-    return Plan(before, after, _script(sections))
+    return Plan(mesh, saved, wanted, _script(sections))
+
+
+def _by_chain(rules_) -> dict[tuple[str, str], list[str]]:
+    """``-A`` lines by (table, chain), in order."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in rules_:
+        grouped.setdefault((r.table, r.chain), []).append(r.line())
+    return grouped
 
 
 def _removal(mesh: str, saved: Saved) -> str:
@@ -187,7 +215,7 @@ def _script(sections: dict[str, list[str]]) -> str:
 
 def _ordered(rules_: list[Rule]) -> list[Rule]:
     """Per-peer rules by peer address (stable within a peer), tunnel-wide rules last."""
-    return sorted(rules_, key=lambda r: (r.peer is None, _ip_key(r.peer) if r.peer else ()))
+    return sorted(rules_, key=lambda r: (r.peer is None, inet.key(r.peer) if r.peer else ()))
 
 
 def _lines(mesh, chain_set, rules_, jumps) -> list[str]:
@@ -263,7 +291,7 @@ def counters(saved: Saved) -> dict[str, dict]:
         if rule.table == "mangle" and outbound:
             peer["tunnel_marked"] += packets
         elif rule.table == "mangle":
-            spi = re.search(r"--espspi (\d+)", rule.spec)
+            spi = _ESPSPI.search(rule.spec)
             if spi:
                 peer["esp_marked"][int(spi[1])] = packets
         else:
@@ -287,25 +315,33 @@ def parse_mark(value) -> int:
 
 
 def parse_peers(raw: list[dict], local_address: str) -> list[Peer]:
-    local = _address("local_address", local_address)
+    local = address("local_address", local_address)
+    ipv = inet.version(local)
     peers, seen = [], set()
     for i, p in enumerate(raw):
-        address = _address(f"peers[{i}].address", p["address"])
-        if address.version != local.version:
-            raise GuardError(f"peers[{i}].address: {address} is not IPv{local.version} "
-                             "like local_address")
-        if address == local or str(address) in seen:
-            raise GuardError(f"peers[{i}].address: {address} is "
-                             + ("local_address" if address == local else "listed twice"))
-        seen.add(str(address))
+        peer = address(f"peers[{i}].address", p["address"])
+        if inet.version(peer) != ipv:
+            raise GuardError(f"peers[{i}].address: {peer} is not IPv{ipv} like local_address")
+        if peer == local or peer in seen:
+            raise GuardError(f"peers[{i}].address: {peer} is "
+                             + ("local_address" if peer == local else "listed twice"))
+        seen.add(peer)
         spis = [_spi(f"peers[{i}].inbound_spis[{j}]", spi)
                 for j, spi in enumerate(p.get("inbound_spis") or [])]
-        peers.append(Peer(p.get("name") or str(address), str(address), tuple(sorted(set(spis)))))
+        peers.append(Peer(p.get("name") or peer, peer, tuple(sorted(set(spis)))))
     return peers
 
 
+def address(label: str, text) -> str:
+    """``text`` as iptables-save spells it; an error naming ``label`` if it is no address."""
+    try:
+        return inet.spelled(str(text))
+    except ValueError:
+        raise GuardError(f"{label}: {text!r} is not an IP address") from None
+
+
 def addresses(label: str, values: list) -> set[str]:
-    return {str(_address(f"{label}[{i}]", v)) for i, v in enumerate(values)}
+    return {address(f"{label}[{i}]", v) for i, v in enumerate(values)}
 
 
 def check_mesh(mesh: str) -> None:
@@ -321,13 +357,6 @@ def check_port(port: int) -> None:
         raise GuardError(f"port: {port} is outside 1..65535")
 
 
-def _address(label: str, text) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        return ipaddress.ip_address(str(text))
-    except ValueError:
-        raise GuardError(f"{label}: {text!r} is not an IP address") from None
-
-
 def _spi(label: str, value) -> int:
     try:
         spi = value if isinstance(value, int) else int(str(value), 0)
@@ -339,30 +368,7 @@ def _spi(label: str, value) -> int:
 
 
 def _host(address: str) -> str:
-    ip = ipaddress.ip_address(address)
-    return f"{ip}/{ip.max_prefixlen}"
-
-
-def _ip_key(address: str):
-    ip = ipaddress.ip_address(address)
-    return ip.version, ip
-
-
-def _peer_of(direction: str, spec: str) -> str | None:
-    """A guard rule's peer: the destination in OUT chains, the source in IN chains."""
-    flag = "-d" if direction == "OUT" else "-s"
-    found = re.search(rf"(?:^| ){flag} (\S+?)(?:/\d+)? ", spec + " ")
-    return found[1] if found else None
-
-
-def _jump_target(spec: str) -> str | None:
-    found = re.search(r"(?:^| )-[jg] (\S+)$", spec.strip())
-    return found[1] if found else None
-
-
-def _counters(text: str) -> tuple[int, int]:
-    found = re.match(r"\s*\[(\d+):(\d+)\]", text)
-    return (int(found[1]), int(found[2])) if found else (0, 0)
+    return f"{address}/{32 if inet.version(address) == 4 else 128}"
 
 
 def _path() -> str:

@@ -1,0 +1,34 @@
+"""IP addresses kept as strings: checked, spelled and ordered with inet_pton/inet_ntop.
+
+The modules handle one address or more per peer, thousands in a run: ipaddress objects cost
+tens of milliseconds per thousand, inet_pton a fraction of one. The spelling is inet_ntop's,
+the one netlink dumps (pyroute2, iproute2) and iptables-save print.
+"""
+
+from __future__ import annotations
+
+import socket
+
+
+def packed(address: str) -> bytes:
+    """4 or 16 bytes in network order; ValueError when ``address`` is not an IP address."""
+    try:
+        return socket.inet_pton(socket.AF_INET6 if ":" in address else socket.AF_INET, address)
+    except (OSError, TypeError, ValueError):
+        raise ValueError(f"{address!r} is not an IP address") from None
+
+
+def version(address: str) -> int:
+    return 4 if len(packed(address)) == 4 else 6
+
+
+def spelled(address: str) -> str:
+    """``address`` as the kernel's tools spell it (``2001:DB8:0::1`` -> ``2001:db8::1``)."""
+    raw = packed(address)
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def key(address: str) -> tuple[int, bytes]:
+    """Sort key: IPv4 before IPv6, each in numeric order."""
+    raw = packed(address)
+    return len(raw), raw
