@@ -104,6 +104,22 @@ def test_policies_ours_by_template_reqid():
                                  wanted, reqid=REQID, retain=[], purge=True)
 
 
+@pytest.mark.parametrize(("local", "peer", "network", "spelled"), [
+    ("2001:DB8:0:0::11", "2001:0db8::0:12", "2001:db8:0::12/128", "2001:db8::12"),
+    ("198.51.100.11", "198.51.100.12", "198.51.100.12/32", "198.51.100.12"),
+    ("::ffff:198.51.100.11", "::FFFF:c633:640c", "::ffff:198.51.100.12/128",
+     "::ffff:198.51.100.12"),
+])
+def test_declared_addresses_in_any_spelling_are_the_dumped_ones(local, peer, network, spelled):
+    declared = {**_declared(peer), "src": local, "dst": network,
+                "template": {"src": local, "dst": peer, "spi": 0x2000, "reqid": None}}
+    (wanted,) = inventory.wanted_policies([declared], REQID)
+    dumped = xfrm.decode_policy(xfrm.encode_policy(wanted))
+    assert dumped == wanted and inventory.policy_changes(
+        [dumped], [wanted], reqid=REQID, retain=[], purge=True) == []
+    assert dumped.templates[0].dst == dumped.selector.dst == spelled
+
+
 def test_two_declared_policies_in_one_place_are_refused():
     with pytest.raises(xfrm.XfrmError, match=r"^policies\[1\]: same selector"):
         inventory.wanted_policies([_declared(PEER), _declared(PEER, 0x2000)], REQID)

@@ -10,10 +10,11 @@ are never touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from dataclasses import dataclass
 
-from ansible_collections.weave.fastdp.plugins.module_utils import keys, mesh_keys
+from ansible_collections.weave.fastdp.plugins.module_utils import inet, keys, mesh_keys
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
     SA,
     Policy,
@@ -21,6 +22,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
     Template,
     XfrmError,
     XfrmSocket,
+    address_text,
     check_replay_window,
     check_spi,
     esp_transport_sa,
@@ -88,7 +90,7 @@ def apply(xfrm: XfrmSocket, changes: list[Change]) -> None:
 
 def _address(value, name: str) -> str:
     try:
-        return str(ipaddress.ip_address(value))
+        return inet.spelled(value)
     except ValueError:
         raise XfrmError(f"{name}: {value!r} is not an IP address") from None
 
@@ -234,9 +236,10 @@ def wanted_policies(declared: list[dict], reqid: int) -> list[Policy]:
     wanted, seen = [], {}
     for i, p in enumerate(declared):
         where = f"policies[{i}]"
-        src, dst = (_prefix(p[name], f"{where}.{name}") for name in ("src", "dst"))
-        if src.version != dst.version:
-            raise XfrmError(f"{where}.dst: {dst} is not of the family of src {src}")
+        (src, src_len, src_version), (dst, dst_len, dst_version) = (
+            _prefix(p[name], f"{where}.{name}") for name in ("src", "dst"))
+        if src_version != dst_version:
+            raise XfrmError(f"{where}.dst: {p['dst']} is not of the family of src {p['src']}")
         proto = p["proto"]
         if isinstance(proto, str):
             proto = int(proto) if proto.isdigit() else PROTOCOL_NUMBERS.get(proto)
@@ -255,8 +258,7 @@ def wanted_policies(declared: list[dict], reqid: int) -> list[Policy]:
         template = Template(src=_address(t["src"], f"{where}.template.src"),
                             dst=_address(t["dst"], f"{where}.template.dst"),
                             spi=t["spi"], reqid=reqid)
-        policy = Policy(selector=Selector(str(src.network_address), str(dst.network_address),
-                                          src.prefixlen, dst.prefixlen, proto),
+        policy = Policy(selector=Selector(src, dst, src_len, dst_len, proto),
                         dir=p["direction"], templates=(template,), mark=p["mark"] or 0,
                         mask=p["mask"] if p["mask"] is not None else (p["mark"] or 0))
         if policy.identity in seen:
@@ -266,12 +268,22 @@ def wanted_policies(declared: list[dict], reqid: int) -> list[Policy]:
     return wanted
 
 
-def _prefix(value, name):
-    try:
-        return ipaddress.ip_network(value)
-    except ValueError:
+def _prefix(value, name) -> tuple[str, int, int]:
+    """(address, prefix length, IP version) of an address or network."""
+    network = _network(value)
+    if network is None:
         raise XfrmError(f"{name}: {value!r} is not an IP address or network "
-                        "(host bits must be zero)") from None
+                        "(host bits must be zero)")
+    return network
+
+
+@functools.lru_cache(maxsize=4096)  # a declared mesh names the local address in every policy
+def _network(value) -> tuple[str, int, int] | None:
+    try:
+        network = ipaddress.ip_network(value)
+    except ValueError:
+        return None
+    return address_text(network.network_address.packed), network.prefixlen, network.version
 
 
 def _is_ours(policy: Policy, reqid: int) -> bool:
