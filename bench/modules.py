@@ -62,6 +62,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils import (
 )
 from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import entered
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmSocket
 
 from lab.guest import in_guest, run_in_guest
@@ -196,14 +197,12 @@ def backend_guards(args: dict) -> int:
 
 
 def backend_vxlan(args: dict) -> int:
-    from pyroute2 import IPRoute
-
     p = {"state": "present", "port": 6784, "mtu": None, "macs": [], "retain": [],
          "purge": True, "bridge": None, **args}
     vxlan.validate(p)
     p = vxlan.normalise(p)
-    with entered(p["netns"]), IPRoute() as ipr:
-        seen = vxlan.Kernel.read(ipr, p["name"])
+    with entered(p["netns"]), Rtnl() as rtnl:
+        seen = vxlan.Kernel(rtnl, p["name"])
         want = vxlan.wanted(p, seen)
         change = vxlan.plan(seen.device(p["name"]), want, keep_peer=lambda a: False)
     return len(change.steps)
@@ -223,11 +222,8 @@ def _nl_sas(ns):
 
 
 def _nl_fdb(ns):
-    from pyroute2 import IPRoute
-
-    with entered(ns), IPRoute() as ipr:
-        index = ipr.link_lookup(ifname=DEVICE)[0]
-        return list(ipr.fdb("dump", ifindex=index))
+    with entered(ns), Rtnl() as rtnl:
+        return rtnl.fdb(rtnl.link(name=DEVICE).index)
 
 
 # module: (kernel tool argv, what counts as one object in its output, in-process netlink dump)

@@ -85,3 +85,9 @@ def test_addresses_are_normalised_to_the_kernels_spelling():
                           addresses=["2001:DB8:1::1/64"]))
     assert (p["local"], p["peers"], p["addresses"]) == ("2001:db8::11", ["2001:db8::12"],
                                                         ["2001:db8:1::1/64"])
+
+
+def test_peers_are_ordered_numerically_and_spelled_as_netlink_dumps_them():
+    p = normalise(_params(local="2001:db8::11",
+                          peers=["2001:db8::10", "2001:DB8::9", "::ffff:c633:640c"]))
+    assert p["peers"] == ["::ffff:198.51.100.12", "2001:db8::9", "2001:db8::10"]

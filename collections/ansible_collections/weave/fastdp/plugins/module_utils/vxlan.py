@@ -1,7 +1,7 @@
 """The VXLAN device of a mesh: one device, one all-zeros FDB entry per peer (head-end
 replication), overlay addresses, MTU.
 
-Decide first (``Plan``: the wanted device against what one dump per kind shows), act second
+Decide first (``Plan``: the wanted device against what ``Kernel`` reads), act second
 (``Plan.apply``), so check mode predicts exactly what a real run does. Only the device named
 in the parameters is ever touched.
 """
@@ -11,6 +11,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
+
+from ansible_collections.weave.fastdp.plugins.module_utils import inet
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Link, Rtnl
 
 VXLAN_OVERHEAD = {4: 50, 6: 70}  # outer Ethernet 14 + IP 20/40 + UDP 8 + VXLAN 8
 # ESP transport with a 16-byte ICV: SPI 4 + sequence 4 + IV 8 + pad length 1 + next header 1
@@ -29,14 +32,10 @@ class VxlanError(Exception):
     """Bad input, naming the parameter to fix."""
 
 
-def family(address: str) -> int:
-    return ipaddress.ip_address(address).version
-
-
 def max_overlay_mtu(underlay_address: str, underlay_mtu: int) -> int:
     """The largest overlay MTU whose VXLAN-in-ESP packets fit the underlay MTU, rounded down
     to a multiple of 4 (1500 -> 1416 over IPv4, 1396 over IPv6)."""
-    room = underlay_mtu - VXLAN_OVERHEAD[family(underlay_address)] - ESP_OVERHEAD
+    room = underlay_mtu - VXLAN_OVERHEAD[inet.version(underlay_address)] - ESP_OVERHEAD
     return room // 4 * 4
 
 
@@ -75,87 +74,73 @@ class Device:
                 "underlay_interface": self.underlay_interface, "mtu": self.mtu,
                 "bridge": self.bridge,
                 "addresses": sorted(self.addresses, key=_cidr_key),
-                "peers": sorted({dst for mac, dst in self.fdb if mac == ALL_ZEROS}, key=_ip_key),
+                "peers": sorted({dst for mac, dst in self.fdb if mac == ALL_ZEROS}, key=inet.key),
                 "fdb": [{"mac": mac, "peer": dst} for mac, dst in sorted(self.fdb, key=_fdb_key)]}
 
 
-@dataclass
 class Kernel:
-    """One dump per kind: links, addresses, and the device's FDB."""
+    """What one run sees through ``rtnl``: the addresses, the FDB of the device named, and
+    links looked up by name or index when asked (each once), never a dump of every link."""
 
-    links: list
-    addresses: list
-    fdb: list = field(default_factory=list)
+    def __init__(self, rtnl: Rtnl, name: str):
+        self.rtnl = rtnl
+        self._links: dict[str | int, Link | None] = {}
+        self.addresses = rtnl.addresses()
+        found = self.link(name)
+        self.fdb = ([n for n in rtnl.fdb(found.index) if n.ifindex == found.index]
+                    if found is not None else [])
 
-    @classmethod
-    def read(cls, ipr, name: str) -> Kernel:
-        links = list(ipr.link("dump"))
-        addresses = list(ipr.addr("dump"))
-        seen = cls(links, addresses)
-        index = seen.index(name)
-        if index is not None:
-            seen.fdb = [n for n in ipr.fdb("dump", ifindex=index) if n.get("ifindex") == index]
-        return seen
-
-    def link(self, name: str):
-        return next((link for link in self.links if link.get("ifname") == name), None)
-
-    def index(self, name: str) -> int | None:
-        link = self.link(name)
-        return link["index"] if link is not None else None
+    def link(self, name: str | None = None, index: int | None = None) -> Link | None:
+        key = name if name is not None else index
+        if key not in self._links:
+            self._links[key] = self.rtnl.link(name=name, index=index or 0)
+        return self._links[key]
 
     def name_of(self, index: int | None) -> str | None:
-        return next((link.get("ifname") for link in self.links if link["index"] == index), None)
+        link = self.link(index=index) if index else None
+        return link.name if link is not None else None
 
     def device(self, name: str) -> Device | None:
         """The device ``name`` as found; refuses a device of that name that is not VXLAN."""
         link = self.link(name)
         if link is None:
             return None
-        kind = link.get(("linkinfo", "kind"))
-        if kind != "vxlan":
-            raise VxlanError(f"name: {name} exists and is a {kind or 'plain'} device, not VXLAN; "
-                             "it is not this module's to change")
-        data = lambda attr: link.get(("linkinfo", "data", attr))
-        master = link.get("IFLA_MASTER")
+        if link.kind != "vxlan":
+            raise VxlanError(f"name: {name} exists and is a {link.kind or 'plain'} device, "
+                             "not VXLAN; it is not this module's to change")
+        data = link.vxlan
         return Device(
-            name=name, vni=data("IFLA_VXLAN_ID"), port=data("IFLA_VXLAN_PORT"),
-            local=data("IFLA_VXLAN_LOCAL") or data("IFLA_VXLAN_LOCAL6"),
-            underlay_interface=self.name_of(data("IFLA_VXLAN_LINK")),
-            learning=bool(data("IFLA_VXLAN_LEARNING")), mtu=link.get("mtu"),
-            up=bool(link["flags"] & 1),
-            bridge=self.name_of(master) if master else None,
-            addresses=frozenset(
-                f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in self.addresses
-                if a["index"] == link["index"] and not _link_local(a.get("IFA_ADDRESS"))),
-            fdb=frozenset((n.get("NDA_LLADDR"), n.get("NDA_DST")) for n in self.fdb
-                          if n.get("NDA_DST")),
+            name=name, vni=data.vni, port=data.port, local=data.local,
+            underlay_interface=self.name_of(data.link), learning=data.learning, mtu=link.mtu,
+            up=link.up, bridge=self.name_of(link.master),
+            addresses=frozenset(f"{a.address}/{a.prefixlen}" for a in self.addresses
+                                if a.index == link.index and not _link_local(a.address)),
+            fdb=frozenset((n.lladdr, n.dst) for n in self.fdb if n.dst),
         )
 
 
 def wanted(params: dict, seen: Kernel) -> Device:
     """The declared device, checked against this host (interfaces, addresses, MTU)."""
     underlay = params["underlay_interface"] or next(
-        (seen.name_of(a["index"]) for a in seen.addresses
-         if a.get("IFA_ADDRESS") == params["local"]), None)
+        (seen.name_of(a.index) for a in seen.addresses if a.address == params["local"]), None)
     if underlay is None:
         raise VxlanError(f"local: {params['local']} is not an address of this host "
                          "(or set underlay_interface)")
     link = seen.link(underlay)
     if link is None:
         raise VxlanError(f"underlay_interface: {underlay} does not exist")
-    limit = max_overlay_mtu(params["local"], link.get("mtu"))
+    limit = max_overlay_mtu(params["local"], link.mtu)
     mtu = params["mtu"] or limit
     if not MIN_MTU <= mtu <= limit:
         raise VxlanError(f"mtu: {mtu} leaves no room for VXLAN and ESP over {underlay}'s MTU "
-                         f"{link.get('mtu')}: the largest allowed value is {limit}"
+                         f"{link.mtu}: the largest allowed value is {limit}"
                          if mtu > limit else f"mtu: {mtu} is below the minimum {MIN_MTU}")
     bridge = params["bridge"]
     if bridge:
         master = seen.link(bridge)
         if master is None:
             raise VxlanError(f"bridge: {bridge} does not exist")
-        if master.get(("linkinfo", "kind")) != "bridge":
+        if master.kind != "bridge":
             raise VxlanError(f"bridge: {bridge} is not a bridge")
     fdb = {(ALL_ZEROS, peer) for peer in params["peers"]}
     fdb |= {(entry["mac"].lower(), entry["peer"]) for entry in params["macs"]}
@@ -177,16 +162,21 @@ class Plan:
     def changes(self) -> list[str]:
         return [text for text, _ in self.steps]
 
-    def apply(self, ipr) -> None:
+    def apply(self) -> None:
+        """Make the changes in the current network namespace, through pyroute2 (imported
+        only when there is a change: a no-op run does without it)."""
         if not self.steps:
             return
-        target = _Target(ipr, (self.after or self.before).name)
-        for done, (text, step) in enumerate(self.steps):
-            try:
-                step(target)
-            except Exception as exc:  # netlink errors, reported with the step
-                raise VxlanError(f"{text}: {exc} (done before it: "
-                                 f"{'; '.join(self.changes[:done]) or 'nothing'})") from exc
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ipr:
+            target = _Target(ipr, (self.after or self.before).name)
+            for done, (text, step) in enumerate(self.steps):
+                try:
+                    step(target)
+                except Exception as exc:  # netlink errors, reported with the step
+                    raise VxlanError(f"{text}: {exc} (done before it: "
+                                     f"{'; '.join(self.changes[:done]) or 'nothing'})") from exc
 
 
 def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
@@ -254,7 +244,7 @@ class _Target:
         self._index = None
 
     def create(self, want: Device) -> None:
-        local = "vxlan_local" if family(want.local) == 4 else "vxlan_local6"
+        local = "vxlan_local" if inet.version(want.local) == 4 else "vxlan_local6"
         self.ipr.link("add", ifname=want.name, kind="vxlan", vxlan_id=want.vni,
                       vxlan_port=want.port, vxlan_learning=0,
                       vxlan_link=self.index_of(want.underlay_interface), mtu=want.mtu,
@@ -284,12 +274,12 @@ def validate(params: dict) -> None:
         raise VxlanError(f"vni: {params['vni']} is outside 1..{MAX_VNI}")
     if not 1 <= params["port"] <= 65535:
         raise VxlanError(f"port: {params['port']} is outside 1..65535")
-    local = _address("local", params["local"])
+    local = _family("local", params["local"])
     for i, peer in enumerate(params["peers"]):
-        if _address(f"peers[{i}]", peer).version != local.version:
-            raise VxlanError(f"peers[{i}]: {peer} is not IPv{local.version} like local")
+        if _family(f"peers[{i}]", peer) != local:
+            raise VxlanError(f"peers[{i}]: {peer} is not IPv{local} like local")
     for i, address in enumerate(params["retain"]):
-        _address(f"retain[{i}]", address)
+        _family(f"retain[{i}]", address)
     for i, cidr in enumerate(params["addresses"]):
         try:
             ipaddress.ip_interface(cidr)
@@ -307,18 +297,17 @@ def validate(params: dict) -> None:
 def normalise(params: dict) -> dict:
     """Addresses in the kernel's spelling, so declared and found compare equal."""
     p = dict(params)
-    p["local"] = str(ipaddress.ip_address(p["local"]))
-    p["peers"] = sorted({str(ipaddress.ip_address(a)) for a in p["peers"]}, key=_ip_key)
-    p["retain"] = {str(ipaddress.ip_address(a)) for a in p["retain"]}
+    p["local"] = inet.spelled(p["local"])
+    p["peers"] = sorted({inet.spelled(a) for a in p["peers"]}, key=inet.key)
+    p["retain"] = {inet.spelled(a) for a in p["retain"]}
     p["addresses"] = [str(ipaddress.ip_interface(c)) for c in p["addresses"]]
-    p["macs"] = [{"mac": m["mac"].lower(), "peer": str(ipaddress.ip_address(m["peer"]))}
-                 for m in p["macs"]]
+    p["macs"] = [{"mac": m["mac"].lower(), "peer": inet.spelled(m["peer"])} for m in p["macs"]]
     return p
 
 
-def _address(label: str, text: str):
+def _family(label: str, text: str) -> int:
     try:
-        return ipaddress.ip_address(text)
+        return inet.version(text)
     except ValueError:
         raise VxlanError(f"{label}: {text!r} is not an IP address") from None
 
@@ -327,15 +316,10 @@ def _link_local(address: str | None) -> bool:
     return address is not None and ipaddress.ip_address(address).is_link_local
 
 
-def _ip_key(address: str):
-    ip = ipaddress.ip_address(address)
-    return ip.version, ip
-
-
 def _cidr_key(cidr: str):
     ip = ipaddress.ip_interface(cidr)
     return ip.version, ip
 
 
 def _fdb_key(entry: tuple[str, str]):
-    return _ip_key(entry[1]), entry[0]
+    return inet.key(entry[1]), entry[0]

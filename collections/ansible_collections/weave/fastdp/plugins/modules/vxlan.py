@@ -161,6 +161,7 @@ max_mtu:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import vxlan
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 
 
 def main():
@@ -187,23 +188,22 @@ def main():
         required_if=[("state", "present", ["vni", "local"])],
         supports_check_mode=True,
     )
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
     p = module.params
     try:
         vxlan.validate(p)
         present = p["state"] == "present"
         if present:
             p = vxlan.normalise(p)
-        with entered(p["netns"]), IPRoute() as ipr:
-            seen = vxlan.Kernel.read(ipr, p["name"])
+        with entered(p["netns"]), Rtnl() as rtnl:
+            seen = vxlan.Kernel(rtnl, p["name"])
             want = vxlan.wanted(p, seen) if present else None
             change = vxlan.plan(seen.device(p["name"]), want,
                                 keep_peer=lambda a: a in p["retain"] or not p["purge"])
             if not module.check_mode:
-                change.apply(ipr)
-    except (vxlan.VxlanError, NetnsError, NetlinkError) as exc:
+                change.apply()
+            max_mtu = (vxlan.max_overlay_mtu(want.local, seen.link(want.underlay_interface).mtu)
+                       if want else None)
+    except (vxlan.VxlanError, NetnsError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if change.recreate:
         module.warn(f"device {p['name']} {'would be' if module.check_mode else 'was'} "
@@ -212,8 +212,7 @@ def main():
         "changed": bool(change.steps), "changes": change.changes,
         "recreated": change.recreate is not None,
         "device": change.after.facts() if change.after else None,
-        "max_mtu": vxlan.max_overlay_mtu(want.local, seen.link(want.underlay_interface).get("mtu"))
-        if want else None,
+        "max_mtu": max_mtu,
     }
     if module._diff:
         result["diff"] = {"before": _text(change.before), "after": _text(change.after),
