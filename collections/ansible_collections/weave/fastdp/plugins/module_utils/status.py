@@ -120,8 +120,8 @@ class Observed:
 
 def observe(*, reqid: int, mesh: str, device: str, local_address: str, netns: str | None,
             xfrm_socket, guard_state, link_mtu) -> Observed:
-    """One SA dump, one policy dump, one iptables-save, one link lookup. The readers are
-    passed in so this module stays importable without pyroute2."""
+    """One SA dump, one policy dump, one iptables-save, one link lookup, through the readers
+    passed in (the module passes the kernel's)."""
     with xfrm_socket(netns) as xfrm:
         sas = [SAView(sa.src, sa.dst, sa.spi, sa.bytes, sa.packets, sa.replay_errors,
                       sa.integrity_failures) for sa in xfrm.sas() if sa.reqid == reqid]

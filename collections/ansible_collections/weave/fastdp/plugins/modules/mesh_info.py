@@ -113,18 +113,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import status
 from ansible_collections.weave.fastdp.plugins.module_utils.guards import GuardError, guard_state
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmError, XfrmSocket
 
 
 def link_mtu(device, netns):
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with entered(netns), IPRoute() as ipr:
-        try:
-            return ipr.link("get", ifname=device)[0].get("mtu")
-        except NetlinkError:
-            return None
+    with entered(netns), Rtnl() as rtnl:
+        link = rtnl.link(name=device)
+    return link.mtu if link else None
 
 
 def main():
