@@ -37,7 +37,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import resource
 import secrets
 import statistics
@@ -65,6 +64,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils.netns import entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmSocket
 
+from bench._machine import machine
 from lab.guest import in_guest, run_in_guest
 
 RESULTS = REPO / "bench" / "results"
@@ -373,14 +373,6 @@ def guest_state(sizes: list[int], reps: int, out: Path) -> None:
 
 
 # ------------------------------------------------------------------ report
-
-def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-                 platform.processor())
-    return {"kernel": platform.release(), "cpu": model, "cpus": os.cpu_count(),
-            "python": platform.python_version()}
-
 
 def print_table(result: dict) -> None:
     host, guest = result["host"], result.get("guest") or {}
