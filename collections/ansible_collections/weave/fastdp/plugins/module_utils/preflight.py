@@ -14,6 +14,9 @@ import platform
 import shutil
 import subprocess
 
+from ansible_collections.weave.fastdp.plugins.module_utils import inet
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
+
 MIN_KERNEL = (4, 2)
 _CLONE_NEWNET = 0x40000000
 
@@ -76,29 +79,30 @@ def _xt_policy_probe() -> None:
             raise RuntimeError(f"iptables cannot use {matches}: {done.stderr.strip()}")
 
 
-def underlay(ipr, address: str | None) -> dict:
-    """The underlay address (default: the default route's interface's first address), its
-    interface and that interface's MTU, read through an open pyroute2 IPRoute."""
-    addresses = [(a.get("index"), a.get("address")) for a in ipr.addr("dump")]
+def underlay(rtnl, address: str | None) -> dict:
+    """The underlay address (default: the default route's interface's first IPv4 address), its
+    interface and that interface's MTU, read through an open Rtnl."""
+    addresses = [(a.index, a.address) for a in rtnl.addresses()]
     if address is None:
-        default = [r for r in ipr.route("dump", family=2, table=254) if r.get("dst_len") == 0]
-        if not default:
+        oif = rtnl.default_route_interface()
+        if oif is None:
             raise RuntimeError("no default route: set fastdp_underlay_address")
-        oif = default[0].get("oif")
         address = next((a for i, a in addresses if i == oif and ":" not in a), None)
         if address is None:
             raise RuntimeError("the default route's interface has no IPv4 address: "
                                "set fastdp_underlay_address")
-    index = next((i for i, a in addresses if a == address), None)
+    try:
+        wanted = inet.spelled(address)
+    except ValueError as exc:
+        raise RuntimeError(f"fastdp_underlay_address: {exc}") from None
+    index = next((i for i, a in addresses if a == wanted), None)
     if index is None:
         raise RuntimeError(f"fastdp_underlay_address {address} is not an address of this host")
-    link = ipr.link("get", index=index)[0]
-    return {"underlay_address": address, "underlay_interface": link.get("ifname"),
-            "underlay_mtu": link.get("mtu")}
+    link = rtnl.link(index=index)
+    return {"underlay_address": wanted, "underlay_interface": link.name,
+            "underlay_mtu": link.mtu}
 
 
 def vxlan_probe() -> None:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        ipr.link("add", ifname="wfprobe0", kind="vxlan", vxlan_id=42, vxlan_port=6784)
+    with Rtnl() as rtnl:
+        rtnl.add_vxlan("wfprobe0", vni=42, port=6784)

@@ -1,4 +1,5 @@
-"""Reads of links, addresses and one device's bridge FDB over a plain NETLINK_ROUTE socket.
+"""Reads of links, addresses, the default route and one device's bridge FDB over a plain
+NETLINK_ROUTE socket (and the preflight's throwaway VXLAN device).
 
 pyroute2 decodes every attribute of every message, each message through an asyncio loop, and
 takes a tenth of a second to import: with a thousand FDB entries that was most of a vxlan
@@ -18,7 +19,10 @@ import struct
 from dataclasses import dataclass
 
 from ansible_collections.weave.fastdp.plugins.module_utils.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
     NLM_F_DUMP,
+    NLM_F_EXCL,
     Netlink,
     NetlinkError,
     attr,
@@ -26,7 +30,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils.netlink import (
 )
 
 NETLINK_ROUTE = 0
-RTM_GETLINK, RTM_GETADDR, RTM_GETNEIGH = 18, 22, 30
+RTM_NEWLINK, RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH = 16, 18, 22, 26, 30
 AF_BRIDGE = 7
 IFF_UP = 0x1
 IFNAMSIZ = 16  # with the terminating NUL
@@ -36,10 +40,14 @@ IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING = 1, 3, 4,
 IFLA_VXLAN_PORT, IFLA_VXLAN_LOCAL6 = 15, 17
 IFA_ADDRESS = 1
 NDA_DST, NDA_LLADDR = 1, 2
+RTA_OIF, RTA_TABLE = 4, 15
+RT_TABLE_MAIN = 254
 
 ifinfomsg = struct.Struct("=BxHiII")  # family, type, index, flags, change
 ifaddrmsg = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
 ndmsg = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
+rtmsg = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope,
+#                                      type, flags
 u32 = struct.Struct("=I")
 be16 = struct.Struct("!H")
 
@@ -107,6 +115,26 @@ class Rtnl(Netlink):
         """Every address of the namespace, both families."""
         return [_decode_address(msg) for msg in
                 self.request(RTM_GETADDR, NLM_F_DUMP, ifaddrmsg.pack(0, 0, 0, 0, 0))]
+
+    def default_route_interface(self) -> int | None:
+        """The index of the interface of the IPv4 default route of the main table, if any."""
+        for msg in self.request(RTM_GETROUTE, NLM_F_DUMP, rtmsg.pack(socket.AF_INET, *[0] * 8)):
+            _, dst_len, _, _, table, *_ = rtmsg.unpack_from(msg)
+            attrs = attributes(msg, rtmsg.size)
+            if dst_len == 0 and (_u32(attrs.get(RTA_TABLE)) or table) == RT_TABLE_MAIN:
+                oif = _u32(attrs.get(RTA_OIF))
+                if oif is not None:
+                    return oif
+        return None
+
+    def add_vxlan(self, name: str, vni: int, port: int) -> None:
+        """Make a bare VXLAN device (the preflight's probe, in a throwaway namespace; the
+        mesh's device is made by the vxlan module through pyroute2)."""
+        data = attr(IFLA_VXLAN_ID, u32.pack(vni)) + attr(IFLA_VXLAN_PORT, be16.pack(port))
+        info = attr(IFLA_INFO_KIND, b"vxlan\0") + attr(IFLA_INFO_DATA, data)
+        self.request(RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+                     ifinfomsg.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0")
+                     + attr(IFLA_LINKINFO, info))
 
     def fdb(self, index: int) -> list[Neighbour]:
         """The bridge FDB of the link ``index`` alone (the kernel filters on the index)."""

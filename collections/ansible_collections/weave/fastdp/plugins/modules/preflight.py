@@ -79,6 +79,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import keys, mesh_keys, preflight
 from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import esp_probe
 
 
@@ -94,8 +95,6 @@ def main():
         },
         supports_check_mode=True,
     )
-    from pyroute2 import IPRoute
-
     p = module.params
     missing = {}
     if preflight.kernel_version() < preflight.MIN_KERNEL:
@@ -103,8 +102,8 @@ def main():
     facts = {"underlay_address": p["underlay_address"], "underlay_interface": None,
              "underlay_mtu": None}
     try:
-        with entered(p["netns"]), IPRoute() as ipr:
-            facts = preflight.underlay(ipr, p["underlay_address"])
+        with entered(p["netns"]), Rtnl() as rtnl:
+            facts = preflight.underlay(rtnl, p["underlay_address"])
     except RuntimeError as exc:
         missing["underlay"] = str(exc)
     except NetnsError as exc:
