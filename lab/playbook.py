@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,10 +94,13 @@ def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
         timer.start()
         lines = []
         with open(log_path or os.devnull, "a", buffering=1) as log:
+            started = time.monotonic()
             log.write(f"$ ansible-playbook {' '.join(argv[1:])}\n")
             for line in proc.stdout:
                 lines.append(line)
                 log.write(line)
+            proc.wait()
+            log.write(f"# exit {proc.returncode} after {time.monotonic() - started:.0f} s\n")
         timer.cancel()
     return PlaybookRun(proc.returncode, "".join(lines))
 

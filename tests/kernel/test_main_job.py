@@ -35,7 +35,7 @@ def test_molecule_default_scenario_passes_create_converge_idempotence_verify_des
             f.write("$ molecule test --scenario-name default\n" + output)
     assert run.returncode == 0, output[-10000:]
     for step in ("converge", "idempotence", "verify", "destroy"):
-        assert f"{step}: Executed: Successful" in output, step
+        assert re.search(rf"\b{step}\W+Executed: Successful", output), step
     namespaces = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True,
                                 text=True).stdout
     assert "wfm-" not in namespaces, "destroy left the lab's namespaces"
