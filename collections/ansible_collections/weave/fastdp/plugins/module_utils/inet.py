@@ -24,8 +24,12 @@ def version(address: str) -> int:
 
 def spelled(address: str) -> str:
     """``address`` as the kernel's tools spell it (``2001:DB8:0::1`` -> ``2001:db8::1``)."""
-    raw = packed(address)
-    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return text(packed(address))
+
+
+def text(raw) -> str:
+    """A 4- or 16-byte address (from netlink, say) as inet_ntop writes it."""
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, bytes(raw))
 
 
 def key(address: str) -> tuple[int, bytes]:

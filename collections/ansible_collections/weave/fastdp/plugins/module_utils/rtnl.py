@@ -18,6 +18,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from ansible_collections.weave.fastdp.plugins.module_utils import inet
 from ansible_collections.weave.fastdp.plugins.module_utils.netlink import (
     NLM_F_ACK,
     NLM_F_CREATE,
@@ -151,9 +152,7 @@ def _text(raw) -> str | None:
 
 
 def _ip(raw) -> str | None:
-    if raw is None:
-        return None
-    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return inet.text(raw) if raw is not None else None
 
 
 def _decode_link(msg: memoryview) -> Link:

@@ -114,13 +114,7 @@ def _pack_address(address: str) -> bytes:
 
 
 def _unpack_address(raw: bytes, family: int) -> str:
-    return address_text(raw if family == socket.AF_INET6 else raw[:4])
-
-
-def address_text(packed: bytes) -> str:
-    """A 4- or 16-byte address as inet_ntop writes it: module_utils.inet's spelling, the one
-    declared addresses are compared in."""
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+    return inet.text(raw if family == socket.AF_INET6 else raw[:4])
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
     Template,
     XfrmError,
     XfrmSocket,
-    address_text,
     check_replay_window,
     check_spi,
     esp_transport_sa,
@@ -283,7 +282,7 @@ def _network(value) -> tuple[str, int, int] | None:
         network = ipaddress.ip_network(value)
     except ValueError:
         return None
-    return address_text(network.network_address.packed), network.prefixlen, network.version
+    return inet.text(network.network_address.packed), network.prefixlen, network.version
 
 
 def _is_ours(policy: Policy, reqid: int) -> bool:
