@@ -19,7 +19,6 @@ import hashlib
 import socket
 import struct
 from dataclasses import dataclass, field
-from typing import Self
 
 from ansible_collections.weave.fastdp.plugins.module_utils import inet
 from ansible_collections.weave.fastdp.plugins.module_utils.netlink import (
@@ -366,7 +365,7 @@ def _dir_number(direction: str) -> int:
 
 # --- the socket ---------------------------------------------------------------------------
 
-class XfrmSocket:
+class XfrmSocket(Netlink):
     """NETLINK_XFRM in a network namespace (None: the current one).
 
     ``sas()`` and ``policies()`` are one dump each; changes are acknowledged requests that
@@ -375,25 +374,16 @@ class XfrmSocket:
     def __init__(self, netns: str | None = None):
         try:
             with entered(netns):
-                self._nl = Netlink(NETLINK_XFRM)
+                super().__init__(NETLINK_XFRM)
         except OSError as exc:
             if exc.errno in (errno.EPROTONOSUPPORT, errno.ENOENT):
                 raise XfrmError("the kernel has no xfrm_user (NETLINK_XFRM): "
                                 "CONFIG_XFRM_USER is missing") from None
             raise
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._nl.close()
-
     def _request(self, msg_type: int, flags: int, body: bytes, what: str) -> list[memoryview]:
         try:
-            return self._nl.request(msg_type, flags, body)
+            return self.request(msg_type, flags, body)
         except NetlinkError as exc:
             raise XfrmError(f"{what}: {exc}") from None
 
@@ -407,7 +397,7 @@ class XfrmSocket:
 
     def add_sa(self, sa: SA) -> None:
         try:
-            self._nl.request(XFRM_MSG_NEWSA, _CREATE, encode_sa(sa))
+            self.request(XFRM_MSG_NEWSA, _CREATE, encode_sa(sa))
         except NetlinkError as exc:
             if exc.errno in (errno.ENOSYS, errno.EPROTONOSUPPORT):
                 raise XfrmError(f"add SA {sa}: {self._lacking(sa, exc.errno)}") from None
@@ -422,7 +412,7 @@ class XfrmSocket:
         if code == errno.ENOSYS:
             null_cipher = attr(XFRMA_ALG_CRYPT, xfrm_algo.pack(b"ecb(cipher_null)", 0))
             try:
-                self._nl.request(XFRM_MSG_NEWSA, _CREATE, encode_sa(sa, null_cipher))
+                self.request(XFRM_MSG_NEWSA, _CREATE, encode_sa(sa, null_cipher))
                 self.delete_sa(sa)
             except NetlinkError as exc:
                 if exc.errno == errno.EPROTONOSUPPORT:
