@@ -315,11 +315,11 @@ def parse_mark(value) -> int:
 
 
 def parse_peers(raw: list[dict], local_address: str) -> list[Peer]:
-    local = address("local_address", local_address)
+    local = inet.field("local_address", local_address, GuardError)
     ipv = inet.version(local)
     peers, seen = [], set()
     for i, p in enumerate(raw):
-        peer = address(f"peers[{i}].address", p["address"])
+        peer = inet.field(f"peers[{i}].address", p["address"], GuardError)
         if inet.version(peer) != ipv:
             raise GuardError(f"peers[{i}].address: {peer} is not IPv{ipv} like local_address")
         if peer == local or peer in seen:
@@ -332,16 +332,8 @@ def parse_peers(raw: list[dict], local_address: str) -> list[Peer]:
     return peers
 
 
-def address(label: str, text) -> str:
-    """``text`` as iptables-save spells it; an error naming ``label`` if it is no address."""
-    try:
-        return inet.spelled(str(text))
-    except ValueError:
-        raise GuardError(f"{label}: {text!r} is not an IP address") from None
-
-
 def addresses(label: str, values: list) -> set[str]:
-    return {address(f"{label}[{i}]", v) for i, v in enumerate(values)}
+    return {inet.field(f"{label}[{i}]", v, GuardError) for i, v in enumerate(values)}
 
 
 def check_mesh(mesh: str) -> None:

@@ -18,6 +18,15 @@ def packed(address: str) -> bytes:
         raise ValueError(f"{address!r} is not an IP address") from None
 
 
+def field(label: str, value, error: type[Exception] = ValueError) -> str:
+    """A declared address ``value`` spelled as the kernel spells it; ``error`` naming the field
+    ``label`` when it is no IP address."""
+    try:
+        return spelled(str(value))
+    except ValueError:
+        raise error(f"{label}: {value!r} is not an IP address") from None
+
+
 def version(address: str) -> int:
     return 4 if len(packed(address)) == 4 else 6
 

@@ -197,10 +197,7 @@ def esp_transport_sa(*, src: str, dst: str, spi: int, reqid: int, aead: str, key
     """The SA this collection installs: ESP transport, ICV 128, ESN, no mark, a selector that
     only names the family. Raises XfrmError naming the field that is wrong."""
     for name, address in (("src", src), ("dst", dst)):
-        try:
-            inet.packed(address)
-        except ValueError:
-            raise XfrmError(f"{name}: {address!r} is not an IP address") from None
+        inet.field(name, address, XfrmError)
     if _family(src) != _family(dst):
         raise XfrmError(f"dst: {dst} is not of the same address family as src {src}")
     check_spi(spi)

@@ -87,13 +87,6 @@ def apply(xfrm: XfrmSocket, changes: list[Change]) -> None:
             xfrm.delete_policy(change.before)
 
 
-def _address(value, name: str) -> str:
-    try:
-        return inet.spelled(value)
-    except ValueError:
-        raise XfrmError(f"{name}: {value!r} is not an IP address") from None
-
-
 # --- SAs --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -105,13 +98,13 @@ class WantedSA:
 
 def check_mesh(*, local_address, peers, retain, password, replay_window) -> None:
     """Raise XfrmError naming the first bad field of the declared mesh."""
-    local = _address(local_address, "local_address")
+    local = inet.field("local_address", local_address, XfrmError)
     if not password:
         raise XfrmError("password: missing or empty")
     check_replay_window(replay_window)
     names, addresses = set(), {}
     for i, peer in enumerate(peers):
-        address = _address(peer["address"], f"peers[{i}].address")
+        address = inet.field(f"peers[{i}].address", peer["address"], XfrmError)
         if not peer["name"]:
             raise XfrmError(f"peers[{i}].name: empty")
         if peer["name"] in names:
@@ -129,7 +122,7 @@ def check_mesh(*, local_address, peers, retain, password, replay_window) -> None
         names.add(peer["name"])
         addresses[address] = peer["name"]
     for i, address in enumerate(retain):
-        _address(address, f"retain[{i}]")
+        inet.field(f"retain[{i}]", address, XfrmError)
 
 
 def wanted_sas(*, direction, table, private, password, mesh, peer_name, local_address, peers,
@@ -254,8 +247,8 @@ def wanted_policies(declared: list[dict], reqid: int) -> list[Policy]:
             check_spi(t["spi"])
         except XfrmError as exc:
             raise XfrmError(f"{where}.template.{exc}") from None
-        template = Template(src=_address(t["src"], f"{where}.template.src"),
-                            dst=_address(t["dst"], f"{where}.template.dst"),
+        template = Template(src=inet.field(f"{where}.template.src", t["src"], XfrmError),
+                            dst=inet.field(f"{where}.template.dst", t["dst"], XfrmError),
                             spi=t["spi"], reqid=reqid)
         policy = Policy(selector=Selector(src, dst, src_len, dst_len, proto),
                         dir=p["direction"], templates=(template,), mark=p["mark"] or 0,

@@ -157,7 +157,7 @@ def main():
             mark = guards.parse_mark(p["mark"])
             peers = guards.parse_peers(p["peers"], p["local_address"])
             retain = guards.addresses("retain", p["retain"])
-            local = guards.address("local_address", p["local_address"])
+            local = inet.field("local_address", p["local_address"], guards.GuardError)
             want = guards.rules(p["mesh"], local, p["port"], mark, peers)
             families = [inet.version(local)]
         else:
