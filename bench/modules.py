@@ -203,7 +203,7 @@ def backend_vxlan(args: dict) -> int:
     p = vxlan.normalise(p)
     with entered(p["netns"]), Rtnl() as rtnl:
         seen = vxlan.Kernel(rtnl, p["name"])
-        want = vxlan.wanted(p, seen)
+        want, _ = vxlan.wanted(p, seen)
         change = vxlan.plan(seen.device(p["name"]), want, keep_peer=lambda a: False)
     return len(change.steps)
 

@@ -119,8 +119,9 @@ class Kernel:
         )
 
 
-def wanted(params: dict, seen: Kernel) -> Device:
-    """The declared device, checked against this host (interfaces, addresses, MTU)."""
+def wanted(params: dict, seen: Kernel) -> tuple[Device, int]:
+    """The declared device, checked against this host (interfaces, addresses, MTU), and the
+    largest overlay MTU its underlay allows."""
     underlay = params["underlay_interface"] or next(
         (seen.name_of(a.index) for a in seen.addresses if a.address == params["local"]), None)
     if underlay is None:
@@ -146,7 +147,7 @@ def wanted(params: dict, seen: Kernel) -> Device:
     fdb |= {(entry["mac"].lower(), entry["peer"]) for entry in params["macs"]}
     return Device(name=params["name"], vni=params["vni"], port=params["port"],
                   local=params["local"], underlay_interface=underlay, mtu=mtu, bridge=bridge,
-                  addresses=frozenset(params["addresses"]), fdb=frozenset(fdb))
+                  addresses=frozenset(params["addresses"]), fdb=frozenset(fdb)), limit
 
 
 @dataclass

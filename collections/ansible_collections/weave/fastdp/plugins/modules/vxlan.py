@@ -196,13 +196,11 @@ def main():
             p = vxlan.normalise(p)
         with entered(p["netns"]), Rtnl() as rtnl:
             seen = vxlan.Kernel(rtnl, p["name"])
-            want = vxlan.wanted(p, seen) if present else None
+            want, max_mtu = vxlan.wanted(p, seen) if present else (None, None)
             change = vxlan.plan(seen.device(p["name"]), want,
                                 keep_peer=lambda a: a in p["retain"] or not p["purge"])
             if not module.check_mode:
                 change.apply()
-            max_mtu = (vxlan.max_overlay_mtu(want.local, seen.link(want.underlay_interface).mtu)
-                       if want else None)
     except (vxlan.VxlanError, NetnsError, OSError) as exc:
         module.fail_json(msg=str(exc))
     if change.recreate:
