@@ -67,6 +67,7 @@ def test_peers_mtu_and_vni_change_as_declared(lab_factory):
     changed = run_module("vxlan", args(a, [b], mtu=1400, retain=["198.51.100.98"]))
     assert changed["changes"] == [f"remove fdb 00:00:00:00:00:00 dst {extra}",
                                   "set mtu 1416 -> 1400"] and not changed["recreated"]
+    assert changed["device"]["mtu"] == 1400 and changed["max_mtu"] == 1416
     fdb = lab.exec(a, "bridge", "fdb", "show", "dev", "wf-test").stdout
     assert extra not in fdb and b.address in fdb and "198.51.100.98" in fdb
     recreated = run_module("vxlan", args(a, [b], vni=43, mtu=1400))
@@ -79,7 +80,7 @@ def test_ipv6_underlay_carries_the_overlay(lab_factory):
     a, b = lab.hosts
     for host, peer in ((a, b), (b, a)):
         made = run_module("vxlan", args(host, [peer], six=True))
-        assert made["device"]["mtu"] == 1396
+        assert made["device"]["mtu"] == made["max_mtu"] == 1396
     assert f"local {a.address6}" in lab.exec(a, "ip", "-d", "link", "show", "wf-test").stdout
     assert ping(lab, a, b)
     assert not run_module("vxlan", args(a, [b], six=True))["changed"]
