@@ -124,7 +124,7 @@ backend:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import guards, inet
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, inet
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
 
 
@@ -141,9 +141,8 @@ def main():
                 "address": {"type": "str", "required": True},
                 "inbound_spis": {"type": "list", "elements": "raw", "default": []},
             }},
-            "retain": {"type": "list", "elements": "str", "default": []},
-            "purge": {"type": "bool", "default": True},
-            "netns": {"type": "str"},
+            **arguments.RETAIN_AND_PURGE,
+            **arguments.NETNS,
         },
         required_if=[("state", "present", ["local_address"])],
         supports_check_mode=True,

@@ -44,6 +44,7 @@ peer_name:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments
 from ansible_collections.weave.fastdp.plugins.module_utils.keys import (
     KeyMaterialError,
     StateDir,
@@ -55,7 +56,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "peer_name": {"type": "str", "required": True},
-            "state_dir": {"type": "path", "default": "/var/lib/weave-fastdp"},
+            **arguments.STATE_DIR,
         },
         supports_check_mode=True,
     )

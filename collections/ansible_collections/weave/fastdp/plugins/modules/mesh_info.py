@@ -110,7 +110,7 @@ broken:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import status
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, status
 from ansible_collections.weave.fastdp.plugins.module_utils.guards import GuardError, guard_state
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
@@ -136,7 +136,7 @@ def main():
                 "overlay_address": {"type": "str"},
             }},
             "verify": {"type": "bool", "default": False},
-            "netns": {"type": "str"},
+            **arguments.NETNS,
         },
         supports_check_mode=True,
     )

@@ -111,7 +111,7 @@ epochs:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import keys, mesh_keys
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, keys, mesh_keys
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_inventory import spis_towards
 
 
@@ -127,12 +127,11 @@ def main():
                 "public_key": {"type": "str"},
                 "switched_epoch": {"type": "int"},
             }},
-            "retain": {"type": "list", "elements": "str", "default": []},
             "password": {"type": "str", "required": True, "no_log": True},
-            "purge": {"type": "bool", "default": True},
             "retire": {"type": "bool", "default": False},
-            "state_dir": {"type": "path", "default": "/var/lib/weave-fastdp"},
-            "netns": {"type": "str"},
+            **arguments.RETAIN_AND_PURGE,
+            **arguments.NETNS,
+            **arguments.STATE_DIR,
         },
         supports_check_mode=True,
     )

@@ -76,7 +76,12 @@ recorded_epoch:
 import platform
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import keys, mesh_keys, preflight
+from ansible_collections.weave.fastdp.plugins.module_utils import (
+    arguments,
+    keys,
+    mesh_keys,
+    preflight,
+)
 from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
@@ -90,8 +95,8 @@ def main():
             "underlay_address": {"type": "str"},
             "probe": {"type": "bool", "default": True},
             "fail_on_missing": {"type": "bool", "default": True},
-            "state_dir": {"type": "path", "default": "/var/lib/weave-fastdp"},
-            "netns": {"type": "str"},
+            **arguments.NETNS,
+            **arguments.STATE_DIR,
         },
         supports_check_mode=True,
     )

@@ -159,7 +159,7 @@ max_mtu:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import vxlan
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, vxlan
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 
@@ -180,10 +180,9 @@ def main():
                 "mac": {"type": "str", "required": True},
                 "peer": {"type": "str", "required": True},
             }},
-            "retain": {"type": "list", "elements": "str", "default": []},
-            "purge": {"type": "bool", "default": True},
             "bridge": {"type": "str"},
-            "netns": {"type": "str"},
+            **arguments.RETAIN_AND_PURGE,
+            **arguments.NETNS,
         },
         required_if=[("state", "present", ["vni", "local"])],
         supports_check_mode=True,

@@ -114,6 +114,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmError, XfrmSocket
@@ -137,9 +138,8 @@ def main():
                     "reqid": {"type": "int"},
                 }},
             }},
-            "retain": {"type": "list", "elements": "str", "default": []},
-            "purge": {"type": "bool", "default": True},
-            "netns": {"type": "str"},
+            **arguments.RETAIN_AND_PURGE,
+            **arguments.NETNS,
         },
         supports_check_mode=True,
     )

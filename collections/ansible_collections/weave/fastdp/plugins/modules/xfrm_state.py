@@ -162,7 +162,7 @@ pending:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import keys
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, keys
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
@@ -186,14 +186,13 @@ def main():
                 "published": {"type": "list", "elements": "dict"},
                 "switched_epoch": {"type": "int"},
             }},
-            "retain": {"type": "list", "elements": "str", "default": []},
             "password": {"type": "str", "no_log": True},
             "reqid": {"type": "int", "required": True},
             "cipher": {"type": "str", "choices": sorted(CIPHERS), "default": "aes-gcm"},
             "replay_window": {"type": "int", "default": 256},
-            "state_dir": {"type": "path", "default": "/var/lib/weave-fastdp"},
-            "netns": {"type": "str"},
-            "purge": {"type": "bool", "default": True},
+            **arguments.RETAIN_AND_PURGE,
+            **arguments.NETNS,
+            **arguments.STATE_DIR,
         },
         required_if=[("state", "present",
                       ["direction", "mesh", "peer_name", "local_address", "peers", "password"])],
