@@ -85,7 +85,8 @@ def playbook_command(lab: Lab, playbook: str, *args: str, inventory: Path | None
 def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
                  **options) -> PlaybookRun:
     """Run it to the end (options as for playbook_command). With WF_PLAYBOOK_LOG set, the
-    output is also appended to that file as it comes (to follow a run in the guest)."""
+    output is also appended to that file as it comes (to follow a run in the guest), each
+    play and task headed by the seconds since the start."""
     argv, env = playbook_command(lab, playbook, *args, **options)
     log_path = os.environ.get("WF_PLAYBOOK_LOG")
     with subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
@@ -98,6 +99,8 @@ def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
             log.write(f"$ ansible-playbook {' '.join(argv[1:])}\n")
             for line in proc.stdout:
                 lines.append(line)
+                if line.startswith(("PLAY [", "TASK [")):
+                    log.write(f"# +{time.monotonic() - started:.0f} s\n")
                 log.write(line)
             proc.wait()
             log.write(f"# exit {proc.returncode} after {time.monotonic() - started:.0f} s\n")
