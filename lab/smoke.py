@@ -8,7 +8,11 @@ the underlay holds ESP both ways and nothing to UDP 6784. Needs ESP: run it in t
 
 from __future__ import annotations
 
+import re
 import secrets
+import signal
+import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,6 +68,43 @@ def ping(lab: Lab, src: LabHost, dst: LabHost, count: int = 3) -> bool:
     """True when at least one echo reply crossed the overlay."""
     return lab.exec(src, "ping", "-c", count, "-i", "0.2", "-W", 2, overlay_address(dst),
                     check=False).returncode == 0
+
+
+class ContinuousPing:
+    """``ping -i 0.01`` from ``src`` to ``dst`` across the overlay while the block runs; then
+    ``sent`` and ``lost``, the numbers (from 1) of the echo requests that got no reply."""
+
+    def __init__(self, src: LabHost, dst: LabHost):
+        self.argv = ["ip", "netns", "exec", src.netns, "ping", "-i", "0.01",
+                     overlay_address(dst)]
+        self.sent, self.lost = 0, []
+
+    def __enter__(self):
+        self._output = tempfile.TemporaryFile("w+")  # a pipe would fill and stall ping
+        self._ping = subprocess.Popen(self.argv, stdout=self._output, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        self._ping.send_signal(signal.SIGINT)
+        self._ping.wait()
+        self._output.seek(0)
+        output = self._output.read()
+        self._output.close()
+        self.sent = int(re.search(r"(\d+) packets transmitted", output)[1])
+        self.lost = unanswered(output, self.sent)
+
+
+def unanswered(output: str, sent: int) -> list[int]:
+    """The echo requests of ``ping`` output (one line per reply) that got no reply, numbered
+    from 1, leaving out the last: ping stops without waiting for its reply. icmp_seq wraps
+    at 65536 (11 minutes at 100 a second); replies come in order, so the wraps are undone."""
+    answered, wraps, previous = set(), 0, 0
+    for seq in map(int, re.findall(r"icmp_seq=(\d+)", output)):
+        if seq < previous - 32768:
+            wraps += 1
+        previous = seq
+        answered.add(wraps * 65536 + seq)
+    return [n for n in range(1, sent) if n not in answered]
 
 
 @dataclass
