@@ -89,7 +89,9 @@ def main() -> None:
     started = time.monotonic()
     rwdir = Path(tempfile.mkdtemp(prefix="wf-bench-playbooks-"))
     out = rwdir / "guest.json"
-    guest = run_in_guest(f"python -m bench.playbooks --guest-out {out} --sizes {args.sizes}",
+    print(f"bench playbooks: each run's output goes to {rwdir}/playbooks.log", flush=True)
+    guest = run_in_guest(f"WF_PLAYBOOK_LOG={rwdir}/playbooks.log "
+                         f"python -m bench.playbooks --guest-out {out} --sizes {args.sizes}",
                          rwdir=rwdir, stream=True, timeout=12 * 3600)
     if not out.exists():
         raise SystemExit(f"guest: exit {guest.returncode}, no result\n{guest.output[-3000:]}")
