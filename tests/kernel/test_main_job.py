@@ -1,5 +1,7 @@
 """What a user runs, end to end in the guest kernel: the README's main job and the molecule
-scenario. Each brings up its own lab, converges it with the collection and tears it down."""
+scenario. Each brings up its own lab, converges it with the collection and tears it down.
+Molecule runs in CI; the main job (the same converge as the mesh tests, plus the demo's
+printing) only with --long."""
 
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import pytest
 from lab.demo import run_demo
 from lab.guest import REPO
 
-pytestmark = [pytest.mark.kernel, pytest.mark.long]
+pytestmark = pytest.mark.kernel
 
 
+@pytest.mark.long
 def test_the_main_job_converges_three_hosts_shows_every_pair_encrypted_and_only_esp():
     lines = []
     assert run_demo(log=lines.append), "\n".join(lines)
