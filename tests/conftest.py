@@ -24,6 +24,7 @@ def pytest_addoption(parser):
                           "emulated guest)")
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m deselect: the guest runs only what is selected
 def pytest_collection_modifyitems(config, items):
     if not config.getoption("--long"):
         deselected = [i for i in items if i.get_closest_marker("long")]
