@@ -84,10 +84,16 @@ def playbook_command(lab: Lab, playbook: str, *args: str, inventory: Path | None
 
 def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
                  **options) -> PlaybookRun:
-    """Run it to the end (options as for playbook_command). With WF_PLAYBOOK_LOG set, the
-    output is also appended to that file as it comes (to follow a run in the guest), each
-    play and task headed by the seconds since the start."""
+    """Run it to the end (options as for playbook_command), logged as ``run_logged`` does."""
     argv, env = playbook_command(lab, playbook, *args, **options)
+    return PlaybookRun(*run_logged(argv, env=env, timeout=timeout))
+
+
+def run_logged(argv: list[str], *, env: dict | None = None,
+               timeout: float = 3000) -> tuple[int, str]:
+    """Run ``argv`` in the checkout to the end (killed after ``timeout`` s): its exit status and
+    output. With WF_PLAYBOOK_LOG set, the output is also appended to that file as it comes (to
+    follow a run in the guest), each play and task headed by the seconds since the start."""
     log_path = os.environ.get("WF_PLAYBOOK_LOG")
     with subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT) as proc:
@@ -96,7 +102,7 @@ def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
         lines = []
         with open(log_path or os.devnull, "a", buffering=1) as log:
             started = time.monotonic()
-            log.write(f"$ ansible-playbook {' '.join(argv[1:])}\n")
+            log.write(f"$ {argv[0].rsplit('/', 1)[-1]} {' '.join(argv[1:])}\n")
             for line in proc.stdout:
                 lines.append(line)
                 if line.startswith(("PLAY [", "TASK [")):
@@ -105,7 +111,7 @@ def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
             proc.wait()
             log.write(f"# exit {proc.returncode} after {time.monotonic() - started:.0f} s\n")
         timer.cancel()
-    return PlaybookRun(proc.returncode, "".join(lines))
+    return proc.returncode, "".join(lines)
 
 
 def mesh_inventory(lab: Lab, hosts: list[str]) -> Path:

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from lab.demo import run_demo
-from lab.guest import REPO
+from lab.playbook import run_logged
 
 pytestmark = pytest.mark.kernel
 
@@ -28,15 +28,11 @@ def test_the_main_job_converges_three_hosts_shows_every_pair_encrypted_and_only_
 
 
 def test_molecule_default_scenario_passes_create_converge_idempotence_verify_destroy():
-    run = subprocess.run(["molecule", "test", "--scenario-name", "default"], check=False,
-                         cwd=REPO, env={**os.environ, "NO_COLOR": "1", "PY_COLORS": "0"},
-                         capture_output=True, text=True, timeout=5400)
-    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
-    log = os.environ.get("WF_PLAYBOOK_LOG")
-    if log:
-        with open(log, "a") as f:
-            f.write("$ molecule test --scenario-name default\n" + output)
-    assert run.returncode == 0, output[-10000:]
+    returncode, output = run_logged(["molecule", "test", "--scenario-name", "default"],
+                                    env={**os.environ, "NO_COLOR": "1", "PY_COLORS": "0"},
+                                    timeout=5400)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    assert returncode == 0, output[-10000:]
     for step in ("converge", "idempotence", "verify", "destroy"):
         assert re.search(rf"\b{step}\W+Executed: Successful", output), step
     namespaces = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True,
