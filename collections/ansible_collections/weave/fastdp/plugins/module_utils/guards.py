@@ -314,8 +314,9 @@ def parse_mark(value) -> int:
     return mark
 
 
-def parse_peers(raw: list[dict], local_address: str) -> list[Peer]:
-    local = inet.field("local_address", local_address, GuardError)
+def parse_peers(raw: list[dict], local: str) -> list[Peer]:
+    """The declared peers, checked against ``local`` (this host's address, already spelled
+    by ``inet.field``)."""
     ipv = inet.version(local)
     peers, seen = [], set()
     for i, p in enumerate(raw):

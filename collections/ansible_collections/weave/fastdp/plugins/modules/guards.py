@@ -154,9 +154,9 @@ def main():
         if p["state"] == "present":
             guards.check_port(p["port"])
             mark = guards.parse_mark(p["mark"])
-            peers = guards.parse_peers(p["peers"], p["local_address"])
-            retain = guards.addresses("retain", p["retain"])
             local = inet.field("local_address", p["local_address"], guards.GuardError)
+            peers = guards.parse_peers(p["peers"], local)
+            retain = guards.addresses("retain", p["retain"])
             want = guards.rules(p["mesh"], local, p["port"], mark, peers)
             families = [inet.version(local)]
         else:
