@@ -24,7 +24,7 @@ from lab.playbook import mesh_inventory, playbook_command, run_playbook, vault_p
 from lab.smoke import ContinuousPing, ping
 
 # A converge of this mesh takes 5-13 minutes in the emulated guest: beside molecule's scenario,
-# the whole file does not fit CI's hour, so it runs with --long (each session runs it).
+# the whole file does not fit CI's hour, so it runs with --long.
 pytestmark = [pytest.mark.kernel, pytest.mark.long]
 FOREIGN_REQID = 999  # another owner's SA and policy (the join test installs them)
 
