@@ -64,11 +64,13 @@ def run_in_guest(
     timeout: float = 3000,
     stream: bool = False,
     log: str | os.PathLike | None = None,
+    qemu_opts: str | None = None,
 ) -> GuestResult:
     """Boot the guest once, run ``command`` (a shell line) in the checkout, return its exit code
     and output. ``rwdir`` is made writable in the guest; the guest's PATH starts with the
     checkout's .venv, and HOME and Ansible's temp dirs live under /tmp (read-only /root).
-    ``stream`` echoes the output to stderr as it comes, ``log`` appends it to a file."""
+    ``stream`` echoes the output to stderr as it comes, ``log`` appends it to a file;
+    ``qemu_opts`` are extra QEMU options (lab.remote's control network)."""
     rwdir = Path(rwdir or tempfile.mkdtemp(prefix="wf-guest-"))
     rwdir.mkdir(parents=True, exist_ok=True)
     venv_bin = Path(sys.prefix) / "bin"
@@ -88,6 +90,8 @@ def run_in_guest(
         "--memory", memory, "--cpus", str(cpus), "--rwdir", str(rwdir),
         "--exec", f"sh {shlex.quote(str(script))}",
     ]
+    if qemu_opts:
+        vng.append(f"--qemu-opts={qemu_opts}")  # "=": the value starts with a dash
     started = time.monotonic()
     proc = subprocess.Popen(
         vng, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
