@@ -32,6 +32,8 @@ from lab.remote import RemoteLab, labs_in_guest
 
 RESULTS = REPO / "bench" / "results"
 NAIVE = REPO / "bench" / "naive-mesh.yml"
+RATIOS = {"noop_over_floor": ("noop", "floor"), "naive_rerun_over_noop": ("naive_rerun", "noop"),
+          "naive_over_converge": ("naive", "converge")}
 
 
 def timed_run(lab: RemoteLab, playbook: str | Path, hosts: int, *, expect_changed: bool | None) -> dict:
@@ -44,22 +46,24 @@ def timed_run(lab: RemoteLab, playbook: str | Path, hosts: int, *, expect_change
     return {"s": seconds, "changed": run.changed}
 
 
-def measure(lab: RemoteLab, *, naive: bool) -> dict:
+def measure(lab: RemoteLab, *, naive: bool, save) -> dict:
+    """The row of one lab size; ``save(row)`` after each run, so a run cut short keeps what it
+    measured."""
     hosts = lab.hosts
     floor = lab.work_dir / "floor.yml"
     floor.write_text("- hosts: fastdp_mesh\n  gather_facts: false\n  tasks:\n"
                      "    - ansible.builtin.ping:\n")
-    row = {"hosts": hosts,
-           "floor": timed_run(lab, floor, hosts, expect_changed=False),
-           "converge": timed_run(lab, "site.yml", hosts, expect_changed=True),
-           "noop": timed_run(lab, "site.yml", hosts, expect_changed=False)}
-    row["noop_over_floor"] = row["noop"]["s"] / row["floor"]["s"]
+    row = {"hosts": hosts}
+    runs = [("floor", floor, False), ("converge", "site.yml", True), ("noop", "site.yml", False)]
     if naive:
-        row["teardown"] = timed_run(lab, "teardown.yml", hosts, expect_changed=True)
-        row["naive"] = timed_run(lab, NAIVE, hosts, expect_changed=True)  # starts empty
-        row["naive_rerun"] = timed_run(lab, NAIVE, hosts, expect_changed=True)
-        row["naive_rerun_over_noop"] = row["naive_rerun"]["s"] / row["noop"]["s"]
-        row["naive_over_converge"] = row["naive"]["s"] / row["converge"]["s"]
+        runs += [("teardown", "teardown.yml", True), ("naive", NAIVE, True),  # starts empty
+                 ("naive_rerun", NAIVE, True)]
+    for key, playbook, changes in runs:
+        row[key] = timed_run(lab, playbook, hosts, expect_changed=changes)
+        for ratio, (a, b) in RATIOS.items():
+            if a in row and b in row:
+                row[ratio] = row[a]["s"] / row[b]["s"]
+        save(row)
     return row
 
 
@@ -67,14 +71,14 @@ def print_table(result: dict) -> None:
     print(f"playbook scale, {result['date']}, guest kernel {result['guest']['kernel']} "
           f"({result['guest']['cpus']} vCPUs, QEMU TCG), controller on the host "
           f"({result['host']['cpu']}); wall seconds of one ansible-playbook run")
-    print(f"{'hosts':>5} {'floor':>7} {'converge':>9} {'no-op':>7} {'naive':>7} "
+    print(f"{'hosts':>5} {'floor':>5} {'converge':>9} {'no-op':>7} {'naive':>7} "
           f"{'naive re-run':>12} {'no-op/floor':>11} {'naive re-run/no-op':>18}")
     for r in result["rows"]:
-        naive = (f"{r['naive']['s']:>7.0f} {r['naive_rerun']['s']:>12.0f}" if "naive" in r
-                 else f"{'-':>7} {'-':>12}")
-        print(f"{r['hosts']:>5} {r['floor']['s']:>7.0f} {r['converge']['s']:>9.0f} "
-              f"{r['noop']['s']:>7.0f} {naive} {r['noop_over_floor']:>11.2f} "
-              f"{r.get('naive_rerun_over_noop', float('nan')):>18.2f}")
+        cells = [f"{r[k]['s']:>{w}.0f}" if k in r else f"{'-':>{w}}" for k, w in
+                 (("floor", 5), ("converge", 9), ("noop", 7), ("naive", 7), ("naive_rerun", 12))]
+        ratios = [f"{r[k]:>{w}.2f}" if k in r else f"{'-':>{w}}" for k, w in
+                  (("noop_over_floor", 11), ("naive_rerun_over_noop", 18))]
+        print(f"{r['hosts']:>5} " + " ".join(cells + ratios))
 
 
 def main() -> None:
@@ -102,14 +106,18 @@ def main() -> None:
         last = json.loads(previous.read_text())
         kept = [r for r in last["rows"] if r["hosts"] not in sizes]
         result["merged_from"] = last["date"]
-    measured = []
+    measured: list[dict] = []
+
+    def save(row: dict) -> None:
+        result["rows"] = sorted(kept + [r for r in measured if r is not row] + [row],
+                                key=lambda r: r["hosts"])
+        result["total_s"] = time.monotonic() - started
+        previous.write_text(json.dumps(result, indent=1) + "\n")
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     for lab in labs_in_guest(sizes, rwdir, timeout=args.timeout, log=rwdir / "guest.log"):
         result["guest"] = json.loads((lab.work_dir / "guest.json").read_text())
-        measured.append(measure(lab, naive=lab.hosts <= args.naive_up_to))
-        result["rows"] = sorted(kept + measured, key=lambda r: r["hosts"])
-        result["total_s"] = time.monotonic() - started
-        previous.write_text(json.dumps(result, indent=1) + "\n")
+        measured.append(measure(lab, naive=lab.hosts <= args.naive_up_to, save=save))
         print(f"bench playbooks: {lab.hosts} hosts done", flush=True)
     print_table(result)
     print(f"wrote {RESULTS / 'playbooks.json'}")
