@@ -10,7 +10,7 @@ controller, real ``ansible-playbook`` with one fork per host, runs natively on t
 reaches each host's sshd over SSH through QEMU's user network (lab.remote). Every module still
 runs in the guest, where Python is 20-40x slower than on the host: only the ratios within one
 run mean anything. Wall seconds of each ansible-playbook run; prints a table and writes
-bench/results/playbooks.json after each size. No assertion on any time.
+bench/results/playbooks.json after each run. No assertion on any time.
 """
 
 from __future__ import annotations
@@ -36,35 +36,32 @@ RATIOS = {"noop_over_floor": ("noop", "floor"), "naive_rerun_over_noop": ("naive
           "naive_over_converge": ("naive", "converge")}
 
 
-def timed_run(lab: RemoteLab, playbook: str | Path, hosts: int, *, expect_changed: bool | None) -> dict:
+def timed_run(lab: RemoteLab, playbook: str | Path, *, expect_changed: bool) -> dict:
     """One ansible-playbook run with a fork per host: its wall seconds and changed count."""
     started = time.monotonic()
-    run = run_playbook(lab, str(playbook), "--forks", str(hosts))
+    run = run_playbook(lab, str(playbook), "--forks", str(lab.hosts))
     seconds = time.monotonic() - started
-    if run.returncode or (expect_changed is not None and bool(run.changed) != expect_changed):
-        raise RuntimeError(f"{playbook} on {hosts} hosts: {run}")
+    if run.returncode or bool(run.changed) != expect_changed:
+        raise RuntimeError(f"{playbook} on {lab.hosts} hosts: {run}")
     return {"s": seconds, "changed": run.changed}
 
 
-def measure(lab: RemoteLab, *, naive: bool, save) -> dict:
-    """The row of one lab size; ``save(row)`` after each run, so a run cut short keeps what it
-    measured."""
-    hosts = lab.hosts
+def measure(lab: RemoteLab, row: dict, *, naive: bool, save) -> None:
+    """Fill ``row`` with the runs on one lab; ``save()`` after each run, so a run cut short
+    keeps what it measured."""
     floor = lab.work_dir / "floor.yml"
     floor.write_text("- hosts: fastdp_mesh\n  gather_facts: false\n  tasks:\n"
                      "    - ansible.builtin.ping:\n")
-    row = {"hosts": hosts}
     runs = [("floor", floor, False), ("converge", "site.yml", True), ("noop", "site.yml", False)]
     if naive:
         runs += [("teardown", "teardown.yml", True), ("naive", NAIVE, True),  # starts empty
                  ("naive_rerun", NAIVE, True)]
     for key, playbook, changes in runs:
-        row[key] = timed_run(lab, playbook, hosts, expect_changed=changes)
+        row[key] = timed_run(lab, playbook, expect_changed=changes)
         for ratio, (a, b) in RATIOS.items():
             if a in row and b in row:
                 row[ratio] = row[a]["s"] / row[b]["s"]
-        save(row)
-    return row
+        save()
 
 
 def print_table(result: dict) -> None:
@@ -100,27 +97,27 @@ def main() -> None:
     print(f"bench playbooks: each run's output goes to {rwdir}/playbooks.log", flush=True)
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "host": machine(), "command": "./run bench playbooks " + " ".join(sys.argv[1:])}
-    previous = RESULTS / "playbooks.json"
+    out = RESULTS / "playbooks.json"
     kept = []
-    if args.merge and previous.exists():
-        last = json.loads(previous.read_text())
+    if args.merge and out.exists():
+        last = json.loads(out.read_text())
         kept = [r for r in last["rows"] if r["hosts"] not in sizes]
         result["merged_from"] = last["date"]
     measured: list[dict] = []
 
-    def save(row: dict) -> None:
-        result["rows"] = sorted(kept + [r for r in measured if r is not row] + [row],
-                                key=lambda r: r["hosts"])
+    def save() -> None:
+        result["rows"] = sorted(kept + measured, key=lambda r: r["hosts"])
         result["total_s"] = time.monotonic() - started
-        previous.write_text(json.dumps(result, indent=1) + "\n")
+        out.write_text(json.dumps(result, indent=1) + "\n")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     for lab in labs_in_guest(sizes, rwdir, timeout=args.timeout, log=rwdir / "guest.log"):
         result["guest"] = json.loads((lab.work_dir / "guest.json").read_text())
-        measured.append(measure(lab, naive=lab.hosts <= args.naive_up_to, save=save))
+        measured.append(row := {"hosts": lab.hosts})
+        measure(lab, row, naive=lab.hosts <= args.naive_up_to, save=save)
         print(f"bench playbooks: {lab.hosts} hosts done", flush=True)
     print_table(result)
-    print(f"wrote {RESULTS / 'playbooks.json'}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
