@@ -9,6 +9,7 @@ import sys
 
 from lab.guest import in_guest, run_in_guest
 from lab.hosts import Lab, LabError
+from lab.remote import release, up_in_guest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="create lab hosts with sshd, print the inventory path")
     up.add_argument("--hosts", type=int, default=3)
     up.add_argument("--name", default="wf")
+    up.add_argument("--kernel", choices=["host", "guest"], default="host",
+                    help="guest: the hosts live in the guest kernel (ESP), booted in the "
+                         "background until `down`; the inventory reaches them over SSH from here")
     down = sub.add_parser("down", help="destroy a lab, also the leftovers of a killed run")
     which = down.add_mutually_exclusive_group()
     which.add_argument("--name", default="wf")
@@ -34,11 +38,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "up":
+            if args.kernel == "guest":
+                print(up_in_guest(args.name, args.hosts))
+                return 0
             lab = Lab(count=args.hosts, name=args.name, sshd=True, detached=True).create()
             print(lab.inventory)
             return 0
         if args.command == "down":
             for name in Lab.existing() if args.all else [args.name]:
+                release(name)
                 Lab.destroy_stale(name)
             return 0
         if args.command == "smoke":

@@ -12,6 +12,10 @@ the guest's root namespace.
 Host and guest meet in ``rwdir`` (a host folder the guest can write): for each lab size N the
 guest writes ``lab-N/inventory.yml`` (rewritten for the host) and then ``lab-N/ready``; the host
 writes ``lab-N/done`` when it has finished with that lab, or ``stop`` to end the guest early.
+
+``python -m lab up --kernel guest`` (molecule's create) outlives its command: it starts a
+detached holder process that boots the guest and keeps one lab there until
+``python -m lab down`` (molecule's destroy) releases it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from lab.guest import GuestResult, in_guest, run_in_guest
-from lab.hosts import GATEWAY, Lab, LabError, _run
+from lab.hosts import GATEWAY, Lab, LabError, _run, _running, work_dir
 
 CONTROL_NET = "203.0.113.248/29"
 CONTROL_GATEWAY = "203.0.113.249"
@@ -68,7 +73,7 @@ def labs_in_guest(sizes: list[int], rwdir: Path, *, timeout: float,
     is told to go on when the caller asks for the next lab, and to stop if the caller leaves."""
     rwdir.mkdir(parents=True, exist_ok=True)
     result: list[GuestResult] = []
-    command = (f"python -m lab.remote --sizes {','.join(map(str, sizes))} --rwdir {rwdir}")
+    command = (f"python -m lab.remote serve --sizes {','.join(map(str, sizes))} --rwdir {rwdir}")
     guest = threading.Thread(target=lambda: result.append(run_in_guest(
         command, rwdir=rwdir, timeout=timeout, log=log,
         qemu_opts=qemu_network(max(sizes)))), daemon=True)
@@ -87,6 +92,55 @@ def labs_in_guest(sizes: list[int], rwdir: Path, *, timeout: float,
     finally:
         (rwdir / "stop").touch()
         guest.join(timeout=300)
+
+
+def up_in_guest(name: str, hosts: int, *, timeout: float = 4 * 3600,
+                boot_timeout: float = 1200) -> Path:
+    """Start a detached holder of a lab of ``hosts`` hosts in the guest; return the inventory
+    (``work_dir(name)/inventory.yml``, as a local lab's) once the hosts answer SSH."""
+    wd = work_dir(name)
+    if wd.exists():
+        raise LabError(f"lab {name} exists: python -m lab down --name {name}")
+    rwdir = wd / "guest"  # a path under wd: Lab.destroy_stale reaps whatever names it
+    rwdir.mkdir(parents=True)
+    with open(wd / "holder.log", "w") as log:
+        holder = subprocess.Popen(
+            [sys.executable, "-m", "lab.remote", "hold", "--sizes", str(hosts),
+             "--rwdir", str(rwdir), "--timeout", str(timeout)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+    (wd / "holder.pid").write_text(str(holder.pid))
+    deadline = time.monotonic() + boot_timeout
+    while not (wd / "inventory.yml").exists():
+        if holder.poll() is not None or time.monotonic() > deadline:
+            tail = (wd / "holder.log").read_text()[-3000:]
+            release(name)
+            raise LabError(f"lab {name} in the guest did not come up:\n{tail}")
+        time.sleep(1)
+    return wd / "inventory.yml"
+
+
+def hold(sizes: list[int], rwdir: Path, *, timeout: float) -> None:
+    """Host side of up_in_guest: boot the guest, publish its lab's inventory beside ``rwdir``,
+    keep the lab until ``rwdir/stop`` exists."""
+    for lab in labs_in_guest(sizes, rwdir, timeout=timeout, log=rwdir / "guest.log"):
+        shutil.copy(lab.inventory, rwdir.parent / "inventory.yml.tmp")
+        (rwdir.parent / "inventory.yml.tmp").rename(rwdir.parent / "inventory.yml")
+        while not (rwdir / "stop").exists():
+            time.sleep(1)
+
+
+def release(name: str, timeout: float = 300) -> None:
+    """Stop the guest holding lab ``name``, if any, and wait for it to power off (the caller
+    then removes what is left with Lab.destroy_stale)."""
+    wd = work_dir(name)
+    pid = (wd / "holder.pid").read_text().strip() if (wd / "holder.pid").exists() else ""
+    if not pid.isdigit():
+        return
+    (wd / "guest" / "stop").touch()
+    deadline = time.monotonic() + timeout
+    while _running(int(pid)) and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 # ----------------------------------------------------------------------------- guest side
@@ -141,13 +195,20 @@ def serve(sizes: list[int], rwdir: Path, name: str = "wfpb") -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="guest side of labs_in_guest")
+    parser = argparse.ArgumentParser(description="serve: the guest side of labs_in_guest; "
+                                                 "hold: the host side of up_in_guest")
+    parser.add_argument("role", choices=["serve", "hold"])
     parser.add_argument("--sizes", required=True)
     parser.add_argument("--rwdir", required=True, type=Path)
+    parser.add_argument("--timeout", type=float, default=4 * 3600)
     args = parser.parse_args()
-    if not in_guest():
-        raise SystemExit("lab.remote serves labs from inside the guest (labs_in_guest boots it)")
-    serve([int(s) for s in args.sizes.split(",")], args.rwdir)
+    if in_guest() != (args.role == "serve"):
+        raise SystemExit("lab.remote: serve runs in the guest, hold on the host")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.role == "serve":
+        serve(sizes, args.rwdir)
+    else:
+        hold(sizes, args.rwdir, timeout=args.timeout)
 
 
 if __name__ == "__main__":

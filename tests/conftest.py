@@ -3,6 +3,8 @@
 On the host, every selected ``kernel`` test is replaced by a stand-in that reports the
 outcome of the same test run inside the guest kernel; all of them run in ONE guest boot,
 started when the first stand-in runs. Inside the guest (WF_IN_GUEST=1) they run for real.
+``kernel`` tests also marked ``guest_lab`` run on the host instead: only their lab hosts live
+in the guest (a boot of their own, ``lab up --kernel guest``), the Ansible controller natively.
 """
 
 from __future__ import annotations
@@ -36,13 +38,18 @@ def pytest_collection_modifyitems(config, items):
     if untiered:
         raise pytest.UsageError(f"tests without a tier marker {tiers}: {untiered}")
     if in_guest():
+        skip = pytest.mark.skip(reason="guest_lab: run on the host, it boots the guest itself")
+        for item in items:
+            if item.get_closest_marker("guest_lab"):
+                item.add_marker(skip)
         return
-    kernel_items = [i for i in items if i.get_closest_marker("kernel")]
+    kernel_items = [i for i in items
+                    if i.get_closest_marker("kernel") and not i.get_closest_marker("guest_lab")]
     if not kernel_items:
         return
     batch = GuestBatch([i.nodeid for i in kernel_items], config)
     for idx, item in enumerate(items):
-        if item.get_closest_marker("kernel"):
+        if item in kernel_items:
             stand_in = InGuest.from_parent(item.parent, name=item.name, batch=batch)
             stand_in.own_markers = list(item.own_markers)
             items[idx] = stand_in

@@ -1,7 +1,7 @@
-"""What a user runs, end to end in the guest kernel: the README's main job and the molecule
+"""What a user runs, end to end on the guest kernel: the README's main job and the molecule
 scenario. Each brings up its own lab, converges it with the collection and tears it down.
-Molecule runs in CI; the main job (the same converge as the mesh tests, plus the demo's
-printing) only with --long."""
+Molecule runs in CI, natively, its lab hosts in a guest of their own; the main job (the same
+converge as the mesh tests, plus the demo's printing) only with --long."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from lab.demo import run_demo
+from lab.hosts import _users_of, work_dir
 from lab.playbook import run_logged
 
 pytestmark = pytest.mark.kernel
@@ -27,6 +28,7 @@ def test_the_main_job_converges_three_hosts_shows_every_pair_encrypted_and_only_
     assert "0 to UDP 6784 (plaintext tunnel)" in output
 
 
+@pytest.mark.guest_lab
 def test_molecule_default_scenario_passes_create_converge_idempotence_verify_destroy():
     returncode, output = run_logged(["molecule", "test", "--scenario-name", "default"],
                                     env={**os.environ, "NO_COLOR": "1", "PY_COLORS": "0"},
@@ -38,3 +40,5 @@ def test_molecule_default_scenario_passes_create_converge_idempotence_verify_des
     namespaces = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True,
                                 text=True).stdout
     assert "wfm-" not in namespaces, "destroy left the lab's namespaces"
+    assert not work_dir("wfm").exists(), "destroy left the lab's files"
+    assert not _users_of(work_dir("wfm")), "destroy left the guest or an SSH master running"
