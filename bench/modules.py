@@ -15,9 +15,9 @@ ranges hold fewer than 1000 hosts, so every size uses the IPv6 underlay), per mo
   no-op      the same module again (changed=false)
   raw dump   the kernel's own tool dumping the same objects: ``ip xfrm policy``,
              ``ip6tables-save -c``, ``bridge fdb show dev wf-bench`` (process start included)
-  backend    the module's backend functions called in-process for the no-op (one kernel
-             dump through the collection's own code, plan, nothing applied): the module's
-             cost without Python start-up, imports and Ansible's argument handling
+  backend    the module's step (module_utils) called in-process in check mode for the no-op
+             (one kernel dump through the collection's own code, plan, nothing applied): the
+             module's cost without Python start-up, imports and Ansible's argument handling
   floor      the module run with nothing declared on an empty namespace (Python start-up,
              imports, AnsibleModule, one dump): the fixed cost of any module run
 
@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "collections"))
 
-from ansible_collections.weave.fastdp.plugins.filter.mesh import outbound_policies
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.weave.fastdp.plugins.module_utils import (
     guards,
     keys,
@@ -59,7 +59,6 @@ from ansible_collections.weave.fastdp.plugins.module_utils import (
 from ansible_collections.weave.fastdp.plugins.module_utils import (
     xfrm_inventory as inventory,
 )
-from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmSocket
@@ -159,7 +158,7 @@ def del_netns(name: str) -> None:
 
 def policy_args(n: int, ns: str) -> dict:
     spis = {f"p{i:04d}": {"address": a, "spi": 0x1000 + i} for i, a in enumerate(peer_addresses(n))}
-    return {"reqid": REQID, "policies": outbound_policies(spis, LOCAL, MARK, REQID), "netns": ns}
+    return {"reqid": REQID, "policies": inventory.outbound_policies(spis, LOCAL, MARK, REQID), "netns": ns}
 
 
 def guard_args(n: int, ns: str) -> dict:
@@ -176,39 +175,26 @@ def vxlan_args(n: int, ns: str) -> dict:
 ARGS = {"xfrm_policy": policy_args, "guards": guard_args, "vxlan": vxlan_args}
 
 
-def backend_policy(args: dict) -> int:
-    """What xfrm_policy's main() does after AnsibleModule: number of changes."""
-    declared = [{**p, "template": {**p["template"]}} for p in args["policies"]]
-    wanted = inventory.wanted_policies(declared, args["reqid"])
-    with XfrmSocket(args["netns"]) as xfrm:
-        return len(inventory.policy_changes(xfrm.policies(), wanted, reqid=args["reqid"],
-                                            retain=[], purge=True))
+STEPS = {"xfrm_policy": (inventory.POLICY_ARGUMENT_SPEC, inventory.converge_policies),
+         "guards": (guards.ARGUMENT_SPEC, guards.converge),
+         "vxlan": (vxlan.ARGUMENT_SPEC, vxlan.converge),
+         "xfrm_state": (inventory.SA_ARGUMENT_SPEC, inventory.converge_sas)}
 
 
-def backend_guards(args: dict) -> int:
-    peers = guards.parse_peers([{"name": p["name"], "address": p["address"],
-                                 "inbound_spis": p["inbound_spis"]} for p in args["peers"]],
-                               args["local_address"])
-    want = guards.rules(args["mesh"], args["local_address"], 6784, MARK, peers)
-    tables = guards.Tables(6, args["netns"])
-    saved = guards.parse_save(tables.save(), args["mesh"])
-    change = guards.plan(args["mesh"], saved, want, keep_peer=lambda a: False)
-    return len(change.script.splitlines())
+class Planning:
+    """What a module's step needs of AnsibleModule, in check mode: it decides, it does not act."""
+    check_mode, _diff = True, False
+
+    def warn(self, msg: str) -> None:
+        pass
 
 
-def backend_vxlan(args: dict) -> int:
-    p = {"state": "present", "port": 6784, "mtu": None, "macs": [], "retain": [],
-         "purge": True, "bridge": None, **args}
-    vxlan.validate(p)
-    p = vxlan.normalise(p)
-    with entered(p["netns"]), Rtnl() as rtnl:
-        seen = vxlan.Kernel(rtnl, p["name"])
-        want, _ = vxlan.wanted(p, seen)
-        change = vxlan.plan(seen.device(p["name"]), want, keep_peer=lambda a: False)
-    return len(change.steps)
-
-
-BACKEND = {"xfrm_policy": backend_policy, "guards": backend_guards, "vxlan": backend_vxlan}
+def backend(module: str, args: dict):
+    """The module's step in check mode, in this process (one dump + the plan, no Python start,
+    no AnsibleModule): a callable returning whether it would change anything."""
+    spec, step = STEPS[module]
+    params = ArgumentSpecValidator(spec).validate(args).validated_parameters
+    return lambda: step(Planning(), params)["changed"]
 
 
 def _nl_policies(ns):
@@ -235,7 +221,7 @@ DUMPS = {
 }
 
 
-def one_size(module: str, args: dict, ns: str, backend, runs: int) -> dict:
+def one_size(module: str, args: dict, ns: str, runs: int) -> dict:
     """Converge from empty, no-op, raw dumps and the in-process backend no-op, in that order."""
     converge = measured(module, args)
     noop = measured(module, args)
@@ -245,9 +231,9 @@ def one_size(module: str, args: dict, ns: str, backend, runs: int) -> dict:
     argv, is_object, netlink = DUMPS[module]
     raw, raw_cpu, out = timed(lambda: tool(argv, ns), runs)
     nl = timed(lambda: netlink(ns), runs)[0] if netlink else None
-    b_wall, b_cpu, steps = timed(lambda: backend(args), runs)
-    if steps:
-        raise RuntimeError(f"{module}: the in-process backend no-op plans {steps} changes")
+    b_wall, b_cpu, changes = timed(backend(module, args), runs)
+    if changes:
+        raise RuntimeError(f"{module}: the in-process backend no-op plans changes")
     return {"converge": converge["seconds"], "noop": noop["seconds"],
             "converge_cpu": converge["cpu"], "noop_cpu": noop["cpu"],
             "raw": raw, "raw_cpu": raw_cpu,
@@ -279,7 +265,7 @@ def native(sizes: list[int], reps: int) -> list[dict]:
             try:
                 floors.append(floor_run(ns))
                 for module in NATIVE:
-                    row = one_size(module, ARGS[module](n, ns), ns, BACKEND[module], 5)
+                    row = one_size(module, ARGS[module](n, ns), ns, 5)
                     samples.setdefault((n, module), []).append(row)
                     log_row("host", module, n, f"rep {rep + 1}/{reps}", row)
             finally:
@@ -332,23 +318,6 @@ def state_args(n: int, ns: str, state_dir: str) -> dict:
             "state_dir": state_dir, "netns": ns}
 
 
-def backend_state(args: dict) -> int:
-    """What xfrm_state's main() does after AnsibleModule (inbound): number of changes."""
-    peers = [{"published": None, "switched_epoch": None, **p} for p in args["peers"]]
-    inventory.check_mesh(local_address=args["local_address"], peers=peers, retain=[],
-                         password=args["password"], replay_window=256)
-    state = keys.StateDir(args["state_dir"])
-    wanted = inventory.wanted_sas(
-        direction="inbound", table=state.inbound(), private=state.identity(),
-        password=args["password"], mesh=args["mesh"], peer_name=args["peer_name"],
-        local_address=args["local_address"], peers=peers, epoch=args["epoch"], retire=False,
-        reqid=args["reqid"], aead=CIPHERS["aes-gcm"], replay_window=256)
-    with XfrmSocket(args["netns"]) as xfrm:
-        return len(inventory.sa_changes(xfrm.sas(), wanted, direction="inbound",
-                                        local_address=args["local_address"], peers=peers,
-                                        reqid=args["reqid"], retain=[], purge=True))
-
-
 def guest_state(sizes: list[int], reps: int, out: Path) -> None:
     """In the guest: xfrm_state at each size; results written to ``out`` after each size."""
     rows, floors = [], []
@@ -362,7 +331,7 @@ def guest_state(sizes: list[int], reps: int, out: Path) -> None:
                 started = time.perf_counter()
                 args = state_args(n, ns, state_dir)
                 setup = time.perf_counter() - started
-                row = {**one_size("xfrm_state", args, ns, backend_state, 3), "setup": setup}
+                row = {**one_size("xfrm_state", args, ns, 3), "setup": setup}
                 samples.append(row)
                 log_row("guest", "xfrm_state", n, f"rep {rep + 1}/{reps}", row)
             finally:

@@ -207,7 +207,7 @@ def test_a_converge_killed_midway_never_lets_plaintext_out_and_a_rerun_converges
         seen = []
         for line in run.stdout:
             seen.append(line)
-            if "TASK [weave.fastdp.mesh : Outbound SAs" in line:
+            if "TASK [weave.fastdp.mesh : Outbound half" in line:
                 break  # guards, inbound SAs and the VXLAN device exist; no outbound SA yet
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()

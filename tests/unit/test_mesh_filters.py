@@ -3,7 +3,6 @@
 
 import pytest
 from ansible_collections.weave.fastdp.plugins.filter.mesh import (
-    guard_peers,
     mesh_peers,
     mesh_retained,
     outbound_policies,
@@ -56,9 +55,3 @@ def test_outbound_policy_per_peer_marks_and_uses_the_newest_sa_with_the_mesh_req
                          "direction": "out", "mark": 0x20000, "mask": 0x20000,
                          "template": {"src": "198.51.100.11", "dst": "198.51.100.12",
                                       "spi": 0x1234, "reqid": 77}}]
-
-
-def test_guards_get_every_inbound_spi_of_a_peer_during_a_rotation():
-    peers = [{"name": "h2", "address": "198.51.100.12"}]
-    assert guard_peers(peers, {"h2": [0x100, 0x200]}) == [
-        {"name": "h2", "address": "198.51.100.12", "inbound_spis": [0x100, 0x200]}]

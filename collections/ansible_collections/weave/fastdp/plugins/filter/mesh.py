@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_inventory import outbound_policies
+
 
 def mesh_peers(hostvars, play_hosts, group_hosts, me):
     """This host's peers: every other host of the mesh group that runs in this play batch
@@ -37,23 +39,6 @@ def mesh_retained(hostvars, play_hosts, group_hosts, me):
     }
 
 
-def outbound_policies(outbound_spis, local_address, mark, reqid):
-    """The outbound policy towards each peer: its marked tunnel traffic goes through the SA of
-    the newest epoch the peer published (``outbound_spis``: {peer: {address, spi}})."""
-    mark = int(mark, 0) if isinstance(mark, str) else int(mark)
-    return [{"src": local_address, "dst": sa["address"], "proto": "udp", "direction": "out",
-             "mark": mark, "mask": mark,
-             "template": {"src": local_address, "dst": sa["address"], "spi": sa["spi"],
-                          "reqid": int(reqid)}}
-            for _, sa in sorted(outbound_spis.items())]
-
-
-def guard_peers(peers, inbound_spis):
-    """Each peer with the SPIs of its inbound SAs here (two during a key rotation)."""
-    return [{"name": p["name"], "address": p["address"], "inbound_spis": inbound_spis.get(p["name"], [])}
-            for p in peers]
-
-
 def pick(record, *names):
     """Only the named keys of a peer record: what one module takes of it."""
     return {name: record.get(name) for name in names}
@@ -62,4 +47,4 @@ def pick(record, *names):
 class FilterModule:
     def filters(self):
         return {"mesh_peers": mesh_peers, "mesh_retained": mesh_retained,
-                "outbound_policies": outbound_policies, "guard_peers": guard_peers, "pick": pick}
+                "outbound_policies": outbound_policies, "pick": pick}

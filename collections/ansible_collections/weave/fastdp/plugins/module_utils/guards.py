@@ -23,8 +23,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from ansible_collections.weave.fastdp.plugins.module_utils import inet
-from ansible_collections.weave.fastdp.plugins.module_utils.netns import entered
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, inet
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 
 DEFAULT_MARK = 0x20000
 KUBERNETES_MARKS = 0x4000 | 0x8000  # kube-proxy's masquerade and drop bits
@@ -366,3 +366,65 @@ def _host(address: str) -> str:
 
 def _path() -> str:
     return os.environ.get("PATH", "") + ":" + _SBIN
+
+
+ARGUMENT_SPEC = {
+    "mesh": {"type": "str", "required": True},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "local_address": {"type": "str"},
+    "port": {"type": "int", "default": 6784},
+    "mark": {"type": "raw", "default": DEFAULT_MARK},
+    "peers": {"type": "list", "elements": "dict", "default": [], "options": {
+        "name": {"type": "str"},
+        "address": {"type": "str", "required": True},
+        "inbound_spis": {"type": "list", "elements": "raw", "default": []},
+    }},
+    **arguments.RETAIN_AND_PURGE,
+    **arguments.NETNS,
+}
+REQUIRED_IF = [("state", "present", ["local_address"])]
+
+
+def converge(module, p: dict) -> dict:
+    """The guards module's step: the mesh's chains in the family of ``local_address`` (both
+    families when absent), one iptables-restore per family."""
+    before, after, commands, backend = [], [], [], None
+    try:
+        check_mesh(p["mesh"])
+        if p["state"] == "present":
+            check_port(p["port"])
+            mark = parse_mark(p["mark"])
+            local = inet.field("local_address", p["local_address"], GuardError)
+            want = rules(p["mesh"], local, p["port"], mark, parse_peers(p["peers"], local))
+            retain = addresses("retain", p["retain"])
+            families = [inet.version(local)]
+        else:
+            want, retain, families = None, set(), [4, 6]
+        for ipv in families:
+            try:
+                tables = Tables(ipv, p["netns"])
+            except GuardError:
+                if want is not None:
+                    raise
+                continue  # nothing of this family to remove
+            backend = tables.backend
+            saved = parse_save(tables.save(), p["mesh"])
+            change = plan(p["mesh"], saved, want,
+                          keep_peer=lambda a: a in retain or not p["purge"])
+            if change.script and not module.check_mode:
+                tables.restore(change.script)
+            tool = "iptables" if ipv == 4 else "ip6tables"
+            commands += [f"{tool} {line}" for line in change.script.splitlines()]
+            if module._diff:
+                before += [f"{tool} {line}" for line in change.before]
+                after += [f"{tool} {line}" for line in change.after]
+    except (GuardError, NetnsError) as exc:
+        raise arguments.Failed(str(exc), commands=commands) from exc
+    result = {"changed": bool(commands), "commands": commands, "backend": backend}
+    if module._diff:
+        result["rules"] = after
+        result["diff"] = {"before": "".join(f"{line}\n" for line in before),
+                          "after": "".join(f"{line}\n" for line in after),
+                          "before_header": f"guard chains of {p['mesh']}",
+                          "after_header": f"guard chains of {p['mesh']}"}
+    return result

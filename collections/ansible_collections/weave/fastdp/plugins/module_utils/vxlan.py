@@ -12,7 +12,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 
-from ansible_collections.weave.fastdp.plugins.module_utils import inet
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, inet
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Link, Rtnl
 
 VXLAN_OVERHEAD = {4: 50, 6: 70}  # outer Ethernet 14 + IP 20/40 + UDP 8 + VXLAN 8
@@ -324,3 +325,59 @@ def _cidr_key(cidr: str):
 
 def _fdb_key(entry: tuple[str, str]):
     return inet.key(entry[1]), entry[0]
+
+
+ARGUMENT_SPEC = {
+    "name": {"type": "str", "required": True},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "vni": {"type": "int"},
+    "port": {"type": "int", "default": 6784},
+    "local": {"type": "str"},
+    "underlay_interface": {"type": "str"},
+    "mtu": {"type": "int"},
+    "addresses": {"type": "list", "elements": "str", "default": []},
+    "peers": {"type": "list", "elements": "str", "default": []},
+    "macs": {"type": "list", "elements": "dict", "default": [], "options": {
+        "mac": {"type": "str", "required": True},
+        "peer": {"type": "str", "required": True},
+    }},
+    "bridge": {"type": "str"},
+    **arguments.RETAIN_AND_PURGE,
+    **arguments.NETNS,
+}
+REQUIRED_IF = [("state", "present", ["vni", "local"])]
+
+
+def converge(module, p: dict) -> dict:
+    """The vxlan module's step: the device, its addresses, MTU, master and FDB."""
+    try:
+        validate(p)
+        present = p["state"] == "present"
+        if present:
+            p = normalise(p)
+        with entered(p["netns"]), Rtnl() as rtnl:
+            seen = Kernel(rtnl, p["name"])
+            want, max_mtu = wanted(p, seen) if present else (None, None)
+            change = plan(seen.device(p["name"]), want,
+                          keep_peer=lambda a: a in p["retain"] or not p["purge"])
+            if not module.check_mode:
+                change.apply()
+    except (VxlanError, NetnsError, OSError) as exc:
+        raise arguments.Failed(str(exc)) from exc
+    if change.recreate:
+        module.warn(f"device {p['name']} {'would be' if module.check_mode else 'was'} "
+                    f"recreated: {change.recreate}")
+    result = {
+        "changed": bool(change.steps), "changes": change.changes,
+        "recreated": change.recreate is not None,
+        "device": change.after.facts() if change.after else None,
+        "max_mtu": max_mtu,
+    }
+    if module._diff:
+        result["diff"] = {"before": _text(change.before), "after": _text(change.after),
+                          "before_header": p["name"], "after_header": p["name"]}
+    return result
+
+
+def _text(device: Device | None) -> str:
+    return "".join(line + "\n" for line in device.lines()) if device else ""

@@ -1,6 +1,6 @@
 """What XFRM state a host must have for the mesh, compared with what its kernel has.
 
-Backends of the xfrm_state and xfrm_policy modules: decide first (pure functions from the
+Backends of the nonces, xfrm_state and xfrm_policy modules (their steps are at the end): decide first (pure functions from the
 declared mesh and one kernel dump to a list of changes), act second (``apply``), so check mode
 reports exactly what a real run does. Only objects carrying this mesh's reqid are ours: an SA
 by its own reqid, a policy by the reqid of its template. Peers in ``retain`` (outside this run)
@@ -14,7 +14,9 @@ import functools
 import ipaddress
 from dataclasses import dataclass
 
-from ansible_collections.weave.fastdp.plugins.module_utils import inet, keys, mesh_keys
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, inet, keys, mesh_keys
+from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
     SA,
     Policy,
@@ -313,3 +315,172 @@ def _retained(policy: Policy, retain) -> bool:
     ends = {policy.selector.src, policy.selector.dst}
     ends |= {a for t in policy.templates for a in (t.src, t.dst)}
     return bool(ends & set(retain))
+
+
+def outbound_policies(outbound_spis: dict, local_address: str, mark, reqid: int) -> list[dict]:
+    """The outbound policy towards each peer (as xfrm_policy declares them): its marked tunnel
+    traffic goes through the SA of the newest epoch the peer published (``outbound_spis``:
+    {peer: {address, spi}}, from the outbound SAs' step)."""
+    mark = int(mark, 0) if isinstance(mark, str) else int(mark)
+    return [{"src": local_address, "dst": sa["address"], "proto": "udp", "direction": "out",
+             "mark": mark, "mask": mark,
+             "template": {"src": local_address, "dst": sa["address"], "spi": sa["spi"],
+                          "reqid": int(reqid)}}
+            for _, sa in sorted(outbound_spis.items())]
+
+
+# --- the modules' steps -------------------------------------------------------------------
+
+NONCES_ARGUMENT_SPEC = {
+    "mesh": {"type": "str", "required": True},
+    "peer_name": {"type": "str", "required": True},
+    "local_address": {"type": "str", "required": True},
+    "epoch": {"type": "int", "required": True},
+    "peers": {"type": "list", "elements": "dict", "required": True, "options": {
+        "name": {"type": "str", "required": True},
+        "public_key": {"type": "str"},
+        "switched_epoch": {"type": "int"},
+    }},
+    "password": {"type": "str", "required": True, "no_log": True},
+    "retire": {"type": "bool", "default": False},
+    **arguments.RETAIN_AND_PURGE,
+    **arguments.NETNS,
+    **arguments.STATE_DIR,
+}
+
+
+def converge_nonces(module, p: dict) -> dict:
+    """The nonces module's step: this epoch's nonce and inbound SPI per sender, published sealed."""
+    state = keys.StateDir(p["state_dir"])
+    try:
+        private = state.identity()
+        before = state.inbound()
+        table, changes = mesh_keys.ensure_nonces(
+            before, epoch=p["epoch"], retain=p["retain"],
+            senders={peer["name"]: peer["switched_epoch"] for peer in p["peers"]},
+            spis_in_use=spis_towards(p["local_address"], p["netns"]),
+            purge=p["purge"], retire=p["retire"])
+        if module.check_mode:
+            table = before  # nothing is made in check mode, so nothing new is published
+        elif changes:
+            state.save_inbound(table)
+        published = {}
+        if private is not None:
+            published = mesh_keys.publish(
+                table, private=private, password=p["password"], mesh=p["mesh"],
+                receiver=p["peer_name"], epochs=sorted(int(e) for e in table["epochs"]),
+                senders={peer["name"]: peer["public_key"] for peer in p["peers"]
+                         if peer["public_key"]})
+    except (keys.KeyMaterialError, mesh_keys.MeshError, XfrmError, NetnsError) as exc:
+        raise arguments.Failed(str(exc)) from exc
+    epochs = sorted(int(e) for e in table["epochs"])
+    inbound_spis = {}
+    for e in epochs:
+        for sender, entry in table["epochs"][str(e)].items():
+            inbound_spis.setdefault(sender, []).append(entry["spi"])
+    return {"changed": bool(changes), "published": published, "inbound_spis": inbound_spis,
+            "epochs": epochs, "diff": {"prepared": "".join(f"{c}\n" for c in changes)}}
+
+
+SA_ARGUMENT_SPEC = {
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "direction": {"type": "str", "choices": ["inbound", "outbound"]},
+    "retire": {"type": "bool", "default": False},
+    "mesh": {"type": "str"},
+    "peer_name": {"type": "str"},
+    "local_address": {"type": "str"},
+    "epoch": {"type": "int"},
+    "peers": {"type": "list", "elements": "dict", "options": {
+        "name": {"type": "str", "required": True},
+        "address": {"type": "str", "required": True},
+        "public_key": {"type": "str"},
+        "published": {"type": "list", "elements": "dict"},
+        "switched_epoch": {"type": "int"},
+    }},
+    "password": {"type": "str", "no_log": True},
+    "reqid": {"type": "int", "required": True},
+    "cipher": {"type": "str", "choices": sorted(CIPHERS), "default": "aes-gcm"},
+    "replay_window": {"type": "int", "default": 256},
+    **arguments.RETAIN_AND_PURGE,
+    **arguments.NETNS,
+    **arguments.STATE_DIR,
+}
+SA_REQUIRED_IF = [("state", "present",
+                   ["direction", "mesh", "peer_name", "local_address", "peers", "password"])]
+
+
+def converge_sas(module, p: dict) -> dict:
+    """The xfrm_state module's step: this mesh's SAs of one direction (or all of them absent)."""
+    wanted, pending = [], []
+    try:
+        if p["state"] == "present":
+            check_mesh(local_address=p["local_address"], peers=p["peers"], retain=p["retain"],
+                       password=p["password"], replay_window=p["replay_window"])
+            state = keys.StateDir(p["state_dir"])
+            wanted = wanted_sas(
+                direction=p["direction"], table=state.inbound(), private=state.identity(),
+                password=p["password"], mesh=p["mesh"], peer_name=p["peer_name"],
+                local_address=p["local_address"], peers=p["peers"], epoch=p["epoch"],
+                retire=p["retire"], reqid=p["reqid"], aead=CIPHERS[p["cipher"]],
+                replay_window=p["replay_window"])
+        with XfrmSocket(p["netns"]) as xfrm:
+            have = xfrm.sas()
+            if p["state"] == "absent":
+                changes = all_sas_removed(have, p["reqid"])
+            else:
+                changes = sa_changes(
+                    have, wanted, direction=p["direction"], local_address=p["local_address"],
+                    peers=p["peers"], reqid=p["reqid"], retain=p["retain"], purge=p["purge"])
+            pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
+            if not module.check_mode:
+                apply(xfrm, changes)
+                for item in pending:
+                    module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
+                changes = [c for c in changes if c.before or c.after]
+    except (XfrmError, keys.KeyMaterialError, NetnsError) as exc:
+        raise arguments.Failed(str(exc)) from exc
+    lines = [str(c) for c in changes]
+    spis, epochs = outbound_view(wanted) if p["direction"] == "outbound" else ({}, {})
+    return {
+        "changed": bool(changes), "changes": lines, "outbound_spis": spis,
+        "outbound_epochs": epochs, "pending": pending,
+        "sas": [{"peer": w.peer, "epoch": w.epoch, "src": w.sa.src, "dst": w.sa.dst,
+                 "spi": w.sa.spi, "key": w.sa.fingerprint} for w in wanted if w.sa is not None],
+        "diff": {"prepared": "".join(f"{line}\n" for line in lines)}}
+
+
+POLICY_ARGUMENT_SPEC = {
+    "reqid": {"type": "int", "required": True},
+    "policies": {"type": "list", "elements": "dict", "required": True, "options": {
+        "src": {"type": "str", "required": True},
+        "dst": {"type": "str", "required": True},
+        "proto": {"type": "raw", "default": "any"},
+        "direction": {"type": "str", "choices": ["out", "in", "fwd"], "default": "out"},
+        "mark": {"type": "int", "default": 0},
+        "mask": {"type": "int"},
+        "template": {"type": "dict", "required": True, "options": {
+            "src": {"type": "str", "required": True},
+            "dst": {"type": "str", "required": True},
+            "spi": {"type": "int", "required": True},
+            "reqid": {"type": "int"},
+        }},
+    }},
+    **arguments.RETAIN_AND_PURGE,
+    **arguments.NETNS,
+}
+
+
+def converge_policies(module, p: dict) -> dict:
+    """The xfrm_policy module's step: this mesh's policies, exactly the declared set."""
+    try:
+        wanted = wanted_policies(p["policies"], p["reqid"])
+        with XfrmSocket(p["netns"]) as xfrm:
+            changes = policy_changes(xfrm.policies(), wanted, reqid=p["reqid"],
+                                     retain=p["retain"], purge=p["purge"])
+            if not module.check_mode:
+                apply(xfrm, changes)
+    except (XfrmError, NetnsError) as exc:
+        raise arguments.Failed(str(exc)) from exc
+    lines = [str(c) for c in changes]
+    return {"changed": bool(changes), "changes": lines,
+            "diff": {"prepared": "".join(f"{line}\n" for line in lines)}}

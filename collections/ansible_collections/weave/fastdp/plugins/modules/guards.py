@@ -124,71 +124,13 @@ backend:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, inet
-from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "mesh": {"type": "str", "required": True},
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "local_address": {"type": "str"},
-            "port": {"type": "int", "default": 6784},
-            "mark": {"type": "raw", "default": guards.DEFAULT_MARK},
-            "peers": {"type": "list", "elements": "dict", "default": [], "options": {
-                "name": {"type": "str"},
-                "address": {"type": "str", "required": True},
-                "inbound_spis": {"type": "list", "elements": "raw", "default": []},
-            }},
-            **arguments.RETAIN_AND_PURGE,
-            **arguments.NETNS,
-        },
-        required_if=[("state", "present", ["local_address"])],
-        supports_check_mode=True,
-    )
-    p = module.params
-    before, after, commands, backend = [], [], [], None
-    try:
-        guards.check_mesh(p["mesh"])
-        if p["state"] == "present":
-            guards.check_port(p["port"])
-            mark = guards.parse_mark(p["mark"])
-            local = inet.field("local_address", p["local_address"], guards.GuardError)
-            peers = guards.parse_peers(p["peers"], local)
-            retain = guards.addresses("retain", p["retain"])
-            want = guards.rules(p["mesh"], local, p["port"], mark, peers)
-            families = [inet.version(local)]
-        else:
-            want, retain, families = None, set(), [4, 6]
-        for ipv in families:
-            try:
-                tables = guards.Tables(ipv, p["netns"])
-            except guards.GuardError:
-                if want is not None:
-                    raise
-                continue  # nothing of this family to remove
-            backend = tables.backend
-            saved = guards.parse_save(tables.save(), p["mesh"])
-            change = guards.plan(p["mesh"], saved, want,
-                                 keep_peer=lambda a: a in retain or not p["purge"])
-            if change.script and not module.check_mode:
-                tables.restore(change.script)
-            tool = "iptables" if ipv == 4 else "ip6tables"
-            commands += [f"{tool} {line}" for line in change.script.splitlines()]
-            if module._diff:
-                before += [f"{tool} {line}" for line in change.before]
-                after += [f"{tool} {line}" for line in change.after]
-    except (guards.GuardError, NetnsError) as exc:
-        module.fail_json(msg=str(exc), commands=commands)
-    result = {"changed": bool(commands), "commands": commands, "backend": backend}
-    if module._diff:
-        result["rules"] = after
-        result["diff"] = {"before": "".join(f"{line}\n" for line in before),
-                          "after": "".join(f"{line}\n" for line in after),
-                          "before_header": f"guard chains of {p['mesh']}",
-                          "after_header": f"guard chains of {p['mesh']}"}
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=guards.ARGUMENT_SPEC, required_if=guards.REQUIRED_IF,
+                           supports_check_mode=True)
+    arguments.run(module, guards.converge)
 
 
 if __name__ == "__main__":

@@ -111,59 +111,14 @@ epochs:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments, keys, mesh_keys
-from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_inventory import spis_towards
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments
+from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "mesh": {"type": "str", "required": True},
-            "peer_name": {"type": "str", "required": True},
-            "local_address": {"type": "str", "required": True},
-            "epoch": {"type": "int", "required": True},
-            "peers": {"type": "list", "elements": "dict", "required": True, "options": {
-                "name": {"type": "str", "required": True},
-                "public_key": {"type": "str"},
-                "switched_epoch": {"type": "int"},
-            }},
-            "password": {"type": "str", "required": True, "no_log": True},
-            "retire": {"type": "bool", "default": False},
-            **arguments.RETAIN_AND_PURGE,
-            **arguments.NETNS,
-            **arguments.STATE_DIR,
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    state = keys.StateDir(p["state_dir"])
-    try:
-        private = state.identity()
-        before = state.inbound()
-        table, changes = mesh_keys.ensure_nonces(
-            before, epoch=p["epoch"], retain=p["retain"],
-            senders={peer["name"]: peer["switched_epoch"] for peer in p["peers"]},
-            spis_in_use=spis_towards(p["local_address"], p["netns"]),
-            purge=p["purge"], retire=p["retire"])
-        if module.check_mode:
-            table = before  # nothing is made in check mode, so nothing new is published
-        elif changes:
-            state.save_inbound(table)
-        published = {}
-        if private is not None:
-            published = mesh_keys.publish(
-                table, private=private, password=p["password"], mesh=p["mesh"],
-                receiver=p["peer_name"], epochs=sorted(int(e) for e in table["epochs"]),
-                senders={peer["name"]: peer["public_key"] for peer in p["peers"] if peer["public_key"]})
-    except (keys.KeyMaterialError, mesh_keys.MeshError) as exc:
-        module.fail_json(msg=str(exc))
-    epochs = sorted(int(e) for e in table["epochs"])
-    inbound_spis = {}
-    for e in epochs:
-        for sender, entry in table["epochs"][str(e)].items():
-            inbound_spis.setdefault(sender, []).append(entry["spi"])
-    module.exit_json(changed=bool(changes), published=published, inbound_spis=inbound_spis,
-                     epochs=epochs, diff={"prepared": "\n".join(changes) + ("\n" if changes else "")})
+    module = AnsibleModule(argument_spec=inventory.NONCES_ARGUMENT_SPEC,
+                           supports_check_mode=True)
+    arguments.run(module, inventory.converge_nonces)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ description:
     device and the iptables matches the guards use (policy, mark, esp) can be made.
   - Fails naming each missing part (unless O(fail_on_missing=false), for a caller that first
     checks the whole mesh and then fails itself). There is no plaintext fallback.
-  - Also returns the underlay address, interface and MTU, and the highest key epoch this host
-    already keeps nonces for, so the whole mesh can be checked before any host changes.
+  - Also returns the underlay address, interface and MTU, the highest key epoch this host
+    already keeps nonces for, so the whole mesh can be checked before any host changes, and the
+    public key of the host's identity once M(weave.fastdp.identity) has made it.
 version_added: 0.1.0
 author: weave.fastdp developers
 options:
@@ -71,6 +72,10 @@ recorded_epoch:
   description: The highest key epoch this host keeps nonces for, or null.
   type: int
   returned: always
+public_key:
+  description: The host's X25519 public key (base64), or null before it has an identity.
+  type: str
+  returned: always
 """
 
 import platform
@@ -116,12 +121,18 @@ def main():
     if p["probe"]:
         results = preflight.probe(CIPHERS[p["cipher"]], esp_probe, preflight.vxlan_probe)
         missing.update({part: why for part, why in results.items() if why})
+    state = keys.StateDir(p["state_dir"])
     try:
-        recorded = mesh_keys.recorded_epoch(keys.StateDir(p["state_dir"]).inbound())
+        recorded = mesh_keys.recorded_epoch(state.inbound())
     except ValueError as exc:
         module.fail_json(msg=f"state_dir: {p['state_dir']}/inbound.json is damaged: {exc}")
+    try:
+        private = state.identity()
+    except keys.KeyMaterialError as exc:
+        module.fail_json(msg=f"state_dir: {exc}")
     result = {"changed": False, "kernel": platform.release(), "missing": missing,
-              "recorded_epoch": recorded, **facts}
+              "recorded_epoch": recorded,
+              "public_key": keys.public_key_text(private) if private else None, **facts}
     if missing and p["fail_on_missing"]:
         module.fail_json(msg="this host cannot run the encrypted fast datapath: " + "; ".join(
             f"{part}: {why}" for part, why in missing.items()), **result)

@@ -160,65 +160,12 @@ max_mtu:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments, vxlan
-from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
-from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "name": {"type": "str", "required": True},
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "vni": {"type": "int"},
-            "port": {"type": "int", "default": 6784},
-            "local": {"type": "str"},
-            "underlay_interface": {"type": "str"},
-            "mtu": {"type": "int"},
-            "addresses": {"type": "list", "elements": "str", "default": []},
-            "peers": {"type": "list", "elements": "str", "default": []},
-            "macs": {"type": "list", "elements": "dict", "default": [], "options": {
-                "mac": {"type": "str", "required": True},
-                "peer": {"type": "str", "required": True},
-            }},
-            "bridge": {"type": "str"},
-            **arguments.RETAIN_AND_PURGE,
-            **arguments.NETNS,
-        },
-        required_if=[("state", "present", ["vni", "local"])],
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        vxlan.validate(p)
-        present = p["state"] == "present"
-        if present:
-            p = vxlan.normalise(p)
-        with entered(p["netns"]), Rtnl() as rtnl:
-            seen = vxlan.Kernel(rtnl, p["name"])
-            want, max_mtu = vxlan.wanted(p, seen) if present else (None, None)
-            change = vxlan.plan(seen.device(p["name"]), want,
-                                keep_peer=lambda a: a in p["retain"] or not p["purge"])
-            if not module.check_mode:
-                change.apply()
-    except (vxlan.VxlanError, NetnsError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    if change.recreate:
-        module.warn(f"device {p['name']} {'would be' if module.check_mode else 'was'} "
-                    f"recreated: {change.recreate}")
-    result = {
-        "changed": bool(change.steps), "changes": change.changes,
-        "recreated": change.recreate is not None,
-        "device": change.after.facts() if change.after else None,
-        "max_mtu": max_mtu,
-    }
-    if module._diff:
-        result["diff"] = {"before": _text(change.before), "after": _text(change.after),
-                          "before_header": p["name"], "after_header": p["name"]}
-    module.exit_json(**result)
-
-
-def _text(device):
-    return "".join(line + "\n" for line in device.lines()) if device else ""
+    module = AnsibleModule(argument_spec=vxlan.ARGUMENT_SPEC, required_if=vxlan.REQUIRED_IF,
+                           supports_check_mode=True)
+    arguments.run(module, vxlan.converge)
 
 
 if __name__ == "__main__":

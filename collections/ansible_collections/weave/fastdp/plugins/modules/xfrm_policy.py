@@ -116,46 +116,12 @@ changes:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
-from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
-from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmError, XfrmSocket
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "reqid": {"type": "int", "required": True},
-            "policies": {"type": "list", "elements": "dict", "required": True, "options": {
-                "src": {"type": "str", "required": True},
-                "dst": {"type": "str", "required": True},
-                "proto": {"type": "raw", "default": "any"},
-                "direction": {"type": "str", "choices": ["out", "in", "fwd"], "default": "out"},
-                "mark": {"type": "int", "default": 0},
-                "mask": {"type": "int"},
-                "template": {"type": "dict", "required": True, "options": {
-                    "src": {"type": "str", "required": True},
-                    "dst": {"type": "str", "required": True},
-                    "spi": {"type": "int", "required": True},
-                    "reqid": {"type": "int"},
-                }},
-            }},
-            **arguments.RETAIN_AND_PURGE,
-            **arguments.NETNS,
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        wanted = inventory.wanted_policies(p["policies"], p["reqid"])
-        with XfrmSocket(p["netns"]) as xfrm:
-            changes = inventory.policy_changes(xfrm.policies(), wanted, reqid=p["reqid"],
-                                               retain=p["retain"], purge=p["purge"])
-            if not module.check_mode:
-                inventory.apply(xfrm, changes)
-    except (XfrmError, NetnsError) as exc:
-        module.fail_json(msg=str(exc))
-    lines = [str(c) for c in changes]
-    module.exit_json(changed=bool(changes), changes=lines,
-                     diff={"prepared": "".join(f"{line}\n" for line in lines)})
+    module = AnsibleModule(argument_spec=inventory.POLICY_ARGUMENT_SPEC,
+                           supports_check_mode=True)
+    arguments.run(module, inventory.converge_policies)
 
 
 if __name__ == "__main__":

@@ -162,80 +162,14 @@ pending:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments, keys
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
-from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
-from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
-from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmError, XfrmSocket
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "direction": {"type": "str", "choices": ["inbound", "outbound"]},
-            "retire": {"type": "bool", "default": False},
-            "mesh": {"type": "str"},
-            "peer_name": {"type": "str"},
-            "local_address": {"type": "str"},
-            "epoch": {"type": "int"},
-            "peers": {"type": "list", "elements": "dict", "options": {
-                "name": {"type": "str", "required": True},
-                "address": {"type": "str", "required": True},
-                "public_key": {"type": "str"},
-                "published": {"type": "list", "elements": "dict"},
-                "switched_epoch": {"type": "int"},
-            }},
-            "password": {"type": "str", "no_log": True},
-            "reqid": {"type": "int", "required": True},
-            "cipher": {"type": "str", "choices": sorted(CIPHERS), "default": "aes-gcm"},
-            "replay_window": {"type": "int", "default": 256},
-            **arguments.RETAIN_AND_PURGE,
-            **arguments.NETNS,
-            **arguments.STATE_DIR,
-        },
-        required_if=[("state", "present",
-                      ["direction", "mesh", "peer_name", "local_address", "peers", "password"])],
-        supports_check_mode=True,
-    )
-    p = module.params
-    wanted = []
-    try:
-        if p["state"] == "present":
-            inventory.check_mesh(local_address=p["local_address"], peers=p["peers"],
-                                 retain=p["retain"], password=p["password"],
-                                 replay_window=p["replay_window"])
-            state = keys.StateDir(p["state_dir"])
-            wanted = inventory.wanted_sas(
-                direction=p["direction"], table=state.inbound(), private=state.identity(),
-                password=p["password"], mesh=p["mesh"], peer_name=p["peer_name"],
-                local_address=p["local_address"], peers=p["peers"], epoch=p["epoch"],
-                retire=p["retire"], reqid=p["reqid"], aead=CIPHERS[p["cipher"]],
-                replay_window=p["replay_window"])
-        with XfrmSocket(p["netns"]) as xfrm:
-            have = xfrm.sas()
-            if p["state"] == "absent":
-                changes = inventory.all_sas_removed(have, p["reqid"])
-            else:
-                changes = inventory.sa_changes(
-                    have, wanted, direction=p["direction"], local_address=p["local_address"],
-                    peers=p["peers"], reqid=p["reqid"], retain=p["retain"], purge=p["purge"])
-            pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
-            if not module.check_mode:
-                inventory.apply(xfrm, changes)
-                for item in pending:
-                    module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
-                changes = [c for c in changes if c.before or c.after]
-    except (XfrmError, keys.KeyMaterialError, NetnsError) as exc:
-        module.fail_json(msg=str(exc))
-    lines = [str(c) for c in changes]
-    spis, epochs = inventory.outbound_view(wanted) if p["direction"] == "outbound" else ({}, {})
-    module.exit_json(
-        changed=bool(changes), changes=lines, outbound_spis=spis, outbound_epochs=epochs,
-        pending=pending,
-        sas=[{"peer": w.peer, "epoch": w.epoch, "src": w.sa.src, "dst": w.sa.dst, "spi": w.sa.spi,
-              "key": w.sa.fingerprint} for w in wanted if w.sa is not None],
-        diff={"prepared": "".join(f"{line}\n" for line in lines)})
+    module = AnsibleModule(argument_spec=inventory.SA_ARGUMENT_SPEC, required_if=inventory.SA_REQUIRED_IF,
+                           supports_check_mode=True)
+    arguments.run(module, inventory.converge_sas)
 
 
 if __name__ == "__main__":
