@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -98,6 +99,9 @@ def main() -> None:
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "host": machine(), "command": "./run bench playbooks " + " ".join(sys.argv[1:])}
     out = RESULTS / "playbooks.json"
+    # Each row says what it measured: --merge keeps rows of earlier runs, maybe of another role.
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                            capture_output=True, check=False).stdout.strip()
     kept = []
     if args.merge and out.exists():
         last = json.loads(out.read_text())
@@ -113,7 +117,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for lab in labs_in_guest(sizes, rwdir, timeout=args.timeout, log=rwdir / "guest.log"):
         result["guest"] = json.loads((lab.work_dir / "guest.json").read_text())
-        measured.append(row := {"hosts": lab.hosts})
+        measured.append(row := {"hosts": lab.hosts, "date": result["date"], "commit": commit})
         measure(lab, row, naive=lab.hosts <= args.naive_up_to, save=save)
         print(f"bench playbooks: {lab.hosts} hosts done", flush=True)
     print_table(result)
