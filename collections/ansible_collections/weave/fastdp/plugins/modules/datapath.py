@@ -13,7 +13,7 @@ description:
   - Between steps, O(guards.peers[].inbound_spis) come from the O(nonces) step when both are
     given, and O(outbound_policies) sends each peer's marked tunnel traffic through the newest
     outbound SA of the O(outbound_sas) step.
-version_added: 0.2.0
+version_added: 0.1.0
 author: weave.fastdp developers
 options:
   nonces:
