@@ -405,8 +405,8 @@ SA_ARGUMENT_SPEC = {
     **arguments.NETNS,
     **arguments.STATE_DIR,
 }
-SA_REQUIRED_IF = [("state", "present",
-                   ["direction", "mesh", "peer_name", "local_address", "peers", "password"])]
+SA_REQUIRED_WHEN_PRESENT = ["direction", "mesh", "peer_name", "local_address", "peers", "password"]
+SA_REQUIRED_IF = [("state", "present", SA_REQUIRED_WHEN_PRESENT)]
 
 
 def converge_sas(module, p: dict) -> dict:

@@ -114,10 +114,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, vxlan
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 
+# xfrm_state's options for one direction, always present: no state, no direction, and what
+# state=present requires is required.
 SA_STEP = {"type": "dict", "options": {
     **{k: v for k, v in inventory.SA_ARGUMENT_SPEC.items() if k not in ("state", "direction")},
     **{k: {**inventory.SA_ARGUMENT_SPEC[k], "required": True}
-       for k in inventory.SA_REQUIRED_IF[0][2] if k != "direction"},
+       for k in inventory.SA_REQUIRED_WHEN_PRESENT if k != "direction"},
 }}
 
 
