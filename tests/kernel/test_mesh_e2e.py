@@ -117,10 +117,34 @@ def test_converge_log_holds_no_secret(mesh):
     assert leaked == []
 
 
-def test_second_run_changes_nothing(mesh):
+def task_results(run, task: str) -> str:
+    """What the run printed under the task named ``task`` (up to the next task)."""
+    block = re.search(rf"TASK \[weave\.fastdp\.mesh : {re.escape(task)}.*?(?=\nTASK |\nPLAY RECAP)",
+                      run.output, re.DOTALL)
+    assert block, f"no task {task!r} in the run"
+    return block[0]
+
+
+def test_second_run_changes_nothing_and_its_outbound_half_alone_verifies_every_pair(mesh):
     run = converge(mesh)
     assert run.returncode == 0, run
     assert run.changed == 0, run
+    resend = task_results(run, "Send traffic to every peer")
+    assert "skipping: [h1]" in resend and "ok: [" not in resend, resend
+    assert "ok: [h1]" in task_results(run, "Every pair is encrypted fast datapath")
+
+
+def test_a_rerun_that_changes_nothing_still_fails_when_esp_is_blocked_on_the_path(mesh):
+    h1, _, h3 = mesh_hosts(mesh)
+    block = ["iptables", "-t", "raw", "-I", "PREROUTING", "-p", "esp", "-s", h1.address, "-j", "DROP"]
+    mesh.exec(h3, *block)
+    try:
+        run = converge(mesh)
+    finally:
+        mesh.exec(h3, *block[:3], "-D", *block[4:])
+    assert run.returncode != 0 and run.changed == 0, run
+    assert f"h3 ({h3.address}): ESP went out but nothing came back over ESP" in run.output, run
+    assert ping(mesh, h1, h3), "unblocked, the pair works again"
 
 
 def test_check_diff_on_the_converged_mesh_reports_nothing(mesh):

@@ -72,3 +72,15 @@ def test_a_failing_step_names_itself_and_the_vxlan_device_after_it_is_never_made
     assert failed["guards"]["changed"], "the guards, before the SAs, are in place"
     assert "vxlan" not in failed and "wf-lab" not in ip(netns, "link", "show")
     assert ip(netns, "xfrm", "state") == ""
+
+
+def test_the_verify_step_reports_a_pair_without_sas_as_broken_without_failing(netns, inbound_half):
+    steps = {k: v for k, v in inbound_half.items() if k != "inbound_sas"}
+    run_module("datapath", steps)
+    verify = {"mesh": "lab", "reqid": 7, "device": "wf-lab", "local_address": LOCAL, "netns": netns,
+              "peers": [{"name": "h2", "address": PEER, "overlay_address": "203.0.113.2/24"}]}
+    result = run_module("datapath", {"verify": verify})
+    assert not result["changed"]
+    assert result["verify"]["broken"] == [
+        f"h2 ({PEER}): incomplete: no inbound SA, outbound SA, outbound policy"]
+    assert result["verify"]["peers"][0]["mtu"] is not None

@@ -7,9 +7,14 @@ from ansible_collections.weave.fastdp.plugins.modules.datapath import STEPS, wir
 pytestmark = pytest.mark.unit
 
 
-def test_guards_come_before_any_sa_or_vxlan_device_and_policies_last():
+def test_guards_come_before_any_sa_or_vxlan_device_policies_last_and_the_verification_after():
     assert [name for name, _ in STEPS] == [
-        "nonces", "guards", "inbound_sas", "vxlan", "outbound_sas", "outbound_policies"]
+        "nonces", "guards", "inbound_sas", "vxlan", "outbound_sas", "outbound_policies", "verify"]
+
+
+def test_the_verify_step_always_sends_traffic():
+    p = {"verify": {"mesh": "weave", "reqid": 7, "peers": []}}
+    assert wired("verify", p, {})["verify"] is True
 
 
 def test_guards_mark_every_inbound_spi_the_nonces_step_keeps_two_during_a_rotation():

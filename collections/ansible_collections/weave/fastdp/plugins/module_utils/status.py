@@ -15,6 +15,26 @@ import struct
 import time
 from dataclasses import asdict, dataclass, field
 
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments
+from ansible_collections.weave.fastdp.plugins.module_utils.guards import GuardError, guard_state
+from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
+from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmError, XfrmSocket
+
+ARGUMENT_SPEC = {
+    "mesh": {"type": "str", "required": True},
+    "reqid": {"type": "int", "required": True},
+    "device": {"type": "str", "required": True},
+    "local_address": {"type": "str", "required": True},
+    "peers": {"type": "list", "elements": "dict", "required": True, "options": {
+        "name": {"type": "str", "required": True},
+        "address": {"type": "str", "required": True},
+        "overlay_address": {"type": "str"},
+    }},
+    "verify": {"type": "bool", "default": False},
+    **arguments.NETNS,
+}
+
 
 @dataclass
 class SAView:
@@ -118,11 +138,10 @@ class Observed:
     mtu: int | None
 
 
-def observe(*, reqid: int, mesh: str, device: str, local_address: str, netns: str | None,
-            xfrm_socket, guard_state, link_mtu) -> Observed:
-    """One SA dump, one policy dump, one iptables-save, one link lookup, through the readers
-    passed in (the module passes the kernel's)."""
-    with xfrm_socket(netns) as xfrm:
+def observe(*, reqid: int, mesh: str, device: str, local_address: str,
+            netns: str | None) -> Observed:
+    """One SA dump, one policy dump, one iptables-save, one link lookup."""
+    with XfrmSocket(netns) as xfrm:
         sas = [SAView(sa.src, sa.dst, sa.spi, sa.bytes, sa.packets, sa.replay_errors,
                       sa.integrity_failures) for sa in xfrm.sas() if sa.reqid == reqid]
         policy_spis = {t.dst: t.spi for p in xfrm.policies() if p.dir == "out"
@@ -130,6 +149,12 @@ def observe(*, reqid: int, mesh: str, device: str, local_address: str, netns: st
     ipv = ipaddress.ip_address(local_address).version
     guarded = {peer for peer in guard_state(mesh, ipv, netns) if peer != "*"}
     return Observed(sas, policy_spis, guarded, link_mtu(device, netns))
+
+
+def link_mtu(device: str, netns: str | None) -> int | None:
+    with entered(netns), Rtnl() as rtnl:
+        link = rtnl.link(name=device)
+    return link.mtu if link else None
 
 
 # --- verification: traffic to every peer must move its ESP counters -----------------------
@@ -210,3 +235,34 @@ def diagnose(row: dict, before: dict | None, answered: bool) -> str | None:
         return ("ESP went out but nothing came back over ESP: ESP (IP protocol 50) blocked on "
                 "the path (cloud firewall?) or a key mismatch at the peer (see its status)")
     return None
+
+
+# --- the step: read every pair, and with verify, send traffic and see what moved ------------
+
+def report(module, p: dict) -> dict:
+    """The rows of every pair; with ``verify``, ``broken`` names each pair whose echo went
+    unanswered or whose ESP counters did not move, and why. Changes nothing."""
+
+    def rows():
+        seen = observe(reqid=p["reqid"], mesh=p["mesh"], device=p["device"],
+                       local_address=p["local_address"], netns=p["netns"])
+        return pair_status(p["peers"], p["local_address"], seen.sas, seen.policy_spis,
+                           seen.guarded, seen.mtu)
+
+    broken = []
+    try:
+        before = rows()
+        if p["verify"]:
+            overlay = {peer["name"]: (peer["overlay_address"] or "").split("/")[0]
+                       for peer in p["peers"]}
+            with entered(p["netns"]):
+                answered = echo([a for a in overlay.values() if a])
+            after = rows()
+            for row, old in zip(after, before):
+                why = diagnose(row, old, overlay[row["peer"]] in answered)
+                if why:
+                    broken.append(f"{row['peer']} ({row['address']}): {why}")
+            before = after
+    except (XfrmError, GuardError, NetnsError, OSError) as exc:
+        raise arguments.Failed(str(exc)) from exc
+    return {"changed": False, "peers": before, "table": table(before), "broken": broken}

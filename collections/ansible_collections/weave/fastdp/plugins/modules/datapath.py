@@ -5,11 +5,13 @@ short_description: Several steps of a host's encrypted fast datapath in one modu
 description:
   - Runs the steps it is given, each with the options of its own module, in the one order
     that never lets tunnel traffic out in clear, and stops at the first that fails
-    (O(nonces), O(guards), O(inbound_sas), O(vxlan), O(outbound_sas), O(outbound_policies)).
+    (O(nonces), O(guards), O(inbound_sas), O(vxlan), O(outbound_sas), O(outbound_policies),
+    then O(verify), which only reads and sends ICMP echo).
   - The same steps as the single modules, in one Python process. Every module run costs a
     Python start and Ansible's imports on the host, which dominate a converge that changes
     little (seconds per run under emulation). The mesh role runs it twice per host, the
-    inbound half on every host before the outbound half on any.
+    inbound half on every host before the outbound half on any; the outbound half verifies
+    every pair, which holds when no host changed anything during the run.
   - Between steps, O(guards.peers[].inbound_spis) come from the O(nonces) step when both are
     given, and O(outbound_policies) sends each peer's marked tunnel traffic through the newest
     outbound SA of the O(outbound_sas) step.
@@ -52,6 +54,11 @@ options:
         description: Remove this mesh's policies that are not wanted (and not retained).
         type: bool
         default: true
+  verify:
+    description: The options of M(weave.fastdp.mesh_info) but O(weave.fastdp.mesh_info#module:verify),
+      always on; traffic to every peer must move the pair's ESP counters. Broken pairs are
+      reported in RV(verify.broken), not failed on (a peer may still be converging).
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -66,6 +73,7 @@ seealso:
   - module: weave.fastdp.xfrm_state
   - module: weave.fastdp.vxlan
   - module: weave.fastdp.xfrm_policy
+  - module: weave.fastdp.mesh_info
 """
 
 EXAMPLES = r"""
@@ -81,6 +89,17 @@ EXAMPLES = r"""
   weave.fastdp.datapath:
     outbound_sas: "{{ sa_options }}"
     outbound_policies: {mark: 0x20000}
+    verify:
+      mesh: weave
+      reqid: 4242
+      device: wf-weave
+      local_address: 198.51.100.11
+      peers: [{name: h2, address: 198.51.100.12, overlay_address: 203.0.113.2/24}]
+  register: outbound
+
+- name: Every pair carries traffic over ESP
+  ansible.builtin.assert:
+    that: outbound.verify.broken | length == 0
 """
 
 RETURN = r"""
@@ -108,10 +127,19 @@ outbound_policies:
   description: The result of the O(outbound_policies) step, when it ran.
   type: dict
   returned: when given
+verify:
+  description: The result of the O(verify) step (see M(weave.fastdp.mesh_info)), when it ran.
+  type: dict
+  returned: when given
+  contains:
+    broken:
+      description: One line per broken pair naming the likely cause.
+      type: list
+      elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, vxlan
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, status, vxlan
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 
 # xfrm_state's options for one direction, always present: no state, no direction, and what
@@ -126,7 +154,8 @@ SA_STEP = {"type": "dict", "options": {
 STEPS = (("nonces", inventory.converge_nonces), ("guards", guards.converge),
          ("inbound_sas", inventory.converge_sas), ("vxlan", vxlan.converge),
          ("outbound_sas", inventory.converge_sas),
-         ("outbound_policies", inventory.converge_policies))  # never tunnel traffic in clear
+         ("outbound_policies", inventory.converge_policies),  # never tunnel traffic in clear
+         ("verify", status.report))
 
 
 def wired(name: str, p: dict, done: dict) -> dict:
@@ -143,6 +172,8 @@ def wired(name: str, p: dict, done: dict) -> dict:
         params.update(reqid=sas["reqid"], netns=sas["netns"], policies=inventory.outbound_policies(
             done["outbound_sas"]["outbound_spis"], sas["local_address"], params.pop("mark"),
             sas["reqid"]))
+    elif name == "verify":
+        params["verify"] = True
     return params
 
 
@@ -160,6 +191,8 @@ def main():
                 "mark": {"type": "raw", "default": guards.DEFAULT_MARK},
                 **arguments.RETAIN_AND_PURGE,
             }},
+            "verify": {"type": "dict", "options": {
+                k: v for k, v in status.ARGUMENT_SPEC.items() if k != "verify"}},
         },
         required_by={"outbound_policies": "outbound_sas"},
         supports_check_mode=True,

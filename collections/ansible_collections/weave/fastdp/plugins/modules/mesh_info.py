@@ -111,61 +111,11 @@ broken:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments, status
-from ansible_collections.weave.fastdp.plugins.module_utils.guards import GuardError, guard_state
-from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
-from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
-from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmError, XfrmSocket
-
-
-def link_mtu(device, netns):
-    with entered(netns), Rtnl() as rtnl:
-        link = rtnl.link(name=device)
-    return link.mtu if link else None
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "mesh": {"type": "str", "required": True},
-            "reqid": {"type": "int", "required": True},
-            "device": {"type": "str", "required": True},
-            "local_address": {"type": "str", "required": True},
-            "peers": {"type": "list", "elements": "dict", "required": True, "options": {
-                "name": {"type": "str", "required": True},
-                "address": {"type": "str", "required": True},
-                "overlay_address": {"type": "str"},
-            }},
-            "verify": {"type": "bool", "default": False},
-            **arguments.NETNS,
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-
-    def rows():
-        seen = status.observe(reqid=p["reqid"], mesh=p["mesh"], device=p["device"],
-                              local_address=p["local_address"], netns=p["netns"],
-                              xfrm_socket=XfrmSocket, guard_state=guard_state, link_mtu=link_mtu)
-        return status.pair_status(p["peers"], p["local_address"], seen.sas, seen.policy_spis,
-                                  seen.guarded, seen.mtu)
-
-    broken = []
-    try:
-        before = rows()
-        if p["verify"]:
-            overlay = {peer["name"]: (peer["overlay_address"] or "").split("/")[0]
-                       for peer in p["peers"]}
-            with entered(p["netns"]):
-                answered = status.echo([a for a in overlay.values() if a])
-            after = rows()
-            for row, old in zip(after, before):
-                why = status.diagnose(row, old, overlay[row["peer"]] in answered)
-                if why:
-                    broken.append(f"{row['peer']} ({row['address']}): {why}")
-            before = after
-    except (XfrmError, GuardError, NetnsError, OSError) as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, peers=before, table=status.table(before), broken=broken)
+    module = AnsibleModule(argument_spec=status.ARGUMENT_SPEC, supports_check_mode=True)
+    arguments.run(module, status.report)
 
 
 if __name__ == "__main__":
