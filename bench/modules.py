@@ -311,7 +311,7 @@ def state_args(n: int, ns: str, state_dir: str) -> dict:
              for i, a in enumerate(peer_addresses(n))]
     table, _ = mesh_keys.ensure_nonces({"epochs": {}}, epoch=1,
                                        senders={p["name"]: None for p in peers}, retain=[],
-                                       spis_in_use=set(), purge=True, retire=False)
+                                       spis_in_use=set, purge=True, retire=False)
     state.save_inbound(table)
     return {"direction": "inbound", "mesh": "bench", "peer_name": "h1", "local_address": LOCAL,
             "epoch": 1, "peers": peers, "password": PASSWORD, "reqid": REQID,

@@ -43,8 +43,20 @@ def test_inbound_sa_on_b_and_outbound_sa_on_a_agree_on_spi_and_key():
 
 def _ensure(table, epoch, senders=None, retain=(), retire=False, spis_in_use=()):
     return mesh_keys.ensure_nonces(table, epoch=epoch, senders=senders or {"a": None},
-                                   retain=list(retain), spis_in_use=set(spis_in_use), purge=True,
+                                   retain=list(retain), spis_in_use=lambda: set(spis_in_use), purge=True,
                                    retire=retire)
+
+
+def test_a_rerun_that_makes_no_nonce_reads_no_spi_from_the_kernel():
+    table, _ = _ensure({}, epoch=1, senders={"a": None, "c": None})
+
+    def no_dump():
+        raise AssertionError("the SA dump was read although no inbound SPI was made")
+
+    again, changes = mesh_keys.ensure_nonces(table, epoch=1, senders={"a": None, "c": None},
+                                             retain=[], spis_in_use=no_dump, purge=True,
+                                             retire=False)
+    assert changes == [] and again == table
 
 
 def test_a_rerun_keeps_nonces_and_a_new_epoch_makes_new_keys():

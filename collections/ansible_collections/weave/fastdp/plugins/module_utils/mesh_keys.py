@@ -9,6 +9,7 @@ next to the old ones (make before break) and remove the old ones later.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ansible_collections.weave.fastdp.plugins.module_utils import keys
@@ -32,22 +33,27 @@ def recorded_epoch(table: dict) -> int | None:
 
 
 def ensure_nonces(table: dict, *, epoch: int, senders: dict[str, int | None], retain: list[str],
-                  spis_in_use: set[int], purge: bool, retire: bool) -> tuple[dict, list[str]]:
+                  spis_in_use: Callable[[], set[int]], purge: bool,
+                  retire: bool) -> tuple[dict, list[str]]:
     """The receiver's nonce table after this run and the changes, as readable lines.
 
     ``senders`` maps each sender of this run to the epoch of its outbound SA to this host,
     once known. Entries of earlier epochs stay until their sender has switched to ``epoch``
     and ``retire`` is set (make before break). ``retain`` are peers outside this run
-    (``--limit``, later ``serial`` batches): their entries are left as they are."""
+    (``--limit``, later ``serial`` batches): their entries are left as they are.
+    ``spis_in_use`` reads the SPIs of every SA towards this host, only when a new inbound SPI is
+    made (a run that makes none reads nothing from the kernel)."""
     recorded = recorded_epoch(table)
     if recorded is not None and epoch < recorded:
         raise MeshError(f"epoch: {epoch} is lower than the epoch {recorded} this host already uses")
     epochs = {e: dict(peers) for e, peers in table.get("epochs", {}).items()}
-    used = set(spis_in_use) | {p["spi"] for peers in epochs.values() for p in peers.values()}
+    used = None
     changes = []
     current = epochs.setdefault(str(epoch), {})
     for sender in senders:
         if sender not in current:
+            if used is None:
+                used = spis_in_use() | {p["spi"] for peers in epochs.values() for p in peers.values()}
             spi = keys.new_spi(used)
             used.add(spi)
             current[sender] = {"spi": spi, "nonce": secrets.token_bytes(keys.NONCE_BYTES).hex()}

@@ -358,7 +358,7 @@ def converge_nonces(module, p: dict) -> dict:
         table, changes = mesh_keys.ensure_nonces(
             before, epoch=p["epoch"], retain=p["retain"],
             senders={peer["name"]: peer["switched_epoch"] for peer in p["peers"]},
-            spis_in_use=spis_towards(p["local_address"], p["netns"]),
+            spis_in_use=lambda: spis_towards(p["local_address"], p["netns"]),
             purge=p["purge"], retire=p["retire"])
         if module.check_mode:
             table = before  # nothing is made in check mode, so nothing new is published
