@@ -20,6 +20,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils.guards import guard_s
 from lab.attacks import esp_sequence, flip_bit, send_frames
 from lab.capture import TUNNEL_PORT, capture
 from lab.hosts import Lab, overlay_address
+from lab.modules import run_module
 from lab.playbook import mesh_inventory, playbook_command, run_playbook, vault_password
 from lab.smoke import ContinuousPing, ping
 
@@ -129,9 +130,32 @@ def test_second_run_changes_nothing_and_its_outbound_half_alone_verifies_every_p
     run = converge(mesh)
     assert run.returncode == 0, run
     assert run.changed == 0, run
+    inbound = task_results(run, "Inbound half")
+    assert "skipping: [h1]" in inbound and "ok: [" not in inbound, "the preflight found it settled"
     resend = task_results(run, "Send traffic to every peer")
     assert "skipping: [h1]" in resend and "ok: [" not in resend, resend
     assert "ok: [h1]" in task_results(run, "Every pair is encrypted fast datapath")
+
+
+def test_the_inbound_half_is_skipped_only_while_the_kernel_holds_its_sas_with_this_password(mesh):
+    h1 = mesh_hosts(mesh)[0]
+
+    def settled(password):
+        return run_module("preflight", {
+            "netns": h1.netns, "state_dir": str(mesh.state_dir(h1)), "probe": False,
+            "underlay_address": h1.address, "password": password})["settled_inbound_half"]
+
+    assert settled(mesh.password) is not None
+    assert settled(mesh.password + "-other") is None, "another password derives other keys"
+    inbound = next(sa for sa in xfrm_states(mesh, h1) if sa["dst"] == h1.address)
+    mesh.exec(h1, "ip", "xfrm", "state", "delete", "src", inbound["src"], "dst", h1.address,
+              "proto", "esp", "spi", hex(inbound["spi"]))
+    assert settled(mesh.password) is None
+    run = converge(mesh)
+    assert run.returncode == 0, run
+    half = task_results(run, "Inbound half")
+    assert "changed: [h1]" in half and "skipping: [h2]" in half and "skipping: [h3]" in half, half
+    assert inbound["spi"] in {sa["spi"] for sa in xfrm_states(mesh, h1)}, "h1's inbound SA is back"
 
 
 def test_a_rerun_that_changes_nothing_still_fails_when_esp_is_blocked_on_the_path(mesh):

@@ -1,9 +1,11 @@
 """The datapath module (several modules' steps in one run) on the host kernel, in a bare
 network namespace: nonces, guards and the VXLAN device for real, SAs only in check mode (no ESP
 here). The guards mark exactly the SPIs the nonces step made; a re-run changes nothing; a step
-that fails stops the run, naming itself, and the steps after it make nothing."""
+that fails stops the run, naming itself, and the steps after it make nothing. The preflight
+finds a recorded inbound half settled only while the kernel holds all it makes."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from ansible_collections.weave.fastdp.plugins.module_utils import keys
@@ -84,3 +86,26 @@ def test_the_verify_step_reports_a_pair_without_sas_as_broken_without_failing(ne
     assert result["verify"]["broken"] == [
         f"h2 ({PEER}): incomplete: no inbound SA, outbound SA, outbound policy"]
     assert result["verify"]["peers"][0]["mtu"] is not None
+
+
+def settled_inbound_half(netns, state_dir):
+    return run_module("preflight", {"netns": netns, "state_dir": state_dir, "probe": False,
+                                    "underlay_address": LOCAL, "password": COMMON["password"]}
+                      )["settled_inbound_half"]
+
+
+def test_the_preflight_finds_the_recorded_inbound_half_settled_until_the_kernel_lacks_a_part(
+        netns, inbound_half):
+    steps = {k: v for k, v in inbound_half.items() if k != "inbound_sas"}
+    state_dir = steps["nonces"]["state_dir"]
+    run_module("datapath", {**steps, "record": "fp-1"}, check=True)
+    assert settled_inbound_half(netns, state_dir) is None, "check mode records nothing"
+    first = run_module("datapath", {**steps, "record": "fp-1"})
+    settled = settled_inbound_half(netns, state_dir)
+    assert settled["fingerprint"] == "fp-1"
+    assert settled["nonces"]["inbound_spis"] == first["nonces"]["inbound_spis"]
+    assert [e["spi"] for e in settled["nonces"]["published"]["h2"]] == first["nonces"]["inbound_spis"]["h2"]
+    assert COMMON["password"] not in (Path(state_dir) / "inbound-half.json").read_text()
+    ip(netns, "link", "del", "wf-lab")
+    assert settled_inbound_half(netns, state_dir) is None
+    assert "wf-lab" not in ip(netns, "link", "show"), "the check made nothing"

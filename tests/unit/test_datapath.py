@@ -2,7 +2,7 @@
 never lets tunnel traffic out in clear, each later step given what the earlier ones decided."""
 
 import pytest
-from ansible_collections.weave.fastdp.plugins.modules.datapath import STEPS, wired
+from ansible_collections.weave.fastdp.plugins.module_utils.datapath import STEPS, fingerprint, wired
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +42,13 @@ def test_outbound_policies_go_through_the_newest_outbound_sa_of_each_peer():
         "src": "198.51.100.11", "dst": "198.51.100.12", "proto": "udp", "direction": "out",
         "mark": 0x20000, "mask": 0x20000,
         "template": {"src": "198.51.100.11", "dst": "198.51.100.12", "spi": 0x1234, "reqid": 7}}]
+
+
+def test_the_inbound_half_fingerprint_leaves_the_password_out_and_every_other_option_in():
+    half = {"nonces": {"mesh": "weave", "epoch": 1, "password": "one"},
+            "vxlan": {"name": "wf-weave", "peers": ["198.51.100.12"]}}
+    same_but_password = {**half, "nonces": {**half["nonces"], "password": "two"}}
+    new_epoch = {**half, "nonces": {**half["nonces"], "epoch": 2}}
+    new_peer = {**half, "vxlan": {**half["vxlan"], "peers": ["198.51.100.12", "198.51.100.13"]}}
+    assert fingerprint(half) == fingerprint(same_but_password)
+    assert len({fingerprint(half), fingerprint(new_epoch), fingerprint(new_peer)}) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.weave.fastdp.plugins.module_utils.datapath import fingerprint
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_inventory import outbound_policies
 
 
@@ -47,4 +48,5 @@ def pick(record, *names):
 class FilterModule:
     def filters(self):
         return {"mesh_peers": mesh_peers, "mesh_retained": mesh_retained,
-                "outbound_policies": outbound_policies, "pick": pick}
+                "outbound_policies": outbound_policies, "pick": pick,
+                "fingerprint": fingerprint}

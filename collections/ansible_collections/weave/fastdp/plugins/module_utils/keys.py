@@ -101,6 +101,7 @@ class StateDir:
 
     identity.key     raw X25519 private key
     inbound.json     {"epochs": {"<epoch>": {"<sender>": {"spi": int, "nonce": hex}}}}
+    inbound-half.json  {"fingerprint": hex, "steps": {"<step>": options without password}}
     """
 
     def __init__(self, path: str):
@@ -139,6 +140,17 @@ class StateDir:
 
     def save_inbound(self, data: dict) -> None:
         self._write("inbound.json", json.dumps(data, sort_keys=True).encode())
+
+    def inbound_half(self) -> dict | None:
+        """The inbound half's last record, or None (none yet, or unreadable: then it runs)."""
+        try:
+            with open(self._file("inbound-half.json")) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def save_inbound_half(self, record: dict) -> None:
+        self._write("inbound-half.json", json.dumps(record, sort_keys=True).encode())
 
     def _write(self, name: str, data: bytes) -> None:
         """Atomic write of a 0600 file in a 0700 directory."""

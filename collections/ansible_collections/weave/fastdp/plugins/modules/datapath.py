@@ -11,7 +11,8 @@ description:
     Python start and Ansible's imports on the host, which dominate a converge that changes
     little (seconds per run under emulation). The mesh role runs it twice per host, the
     inbound half on every host before the outbound half on any; the outbound half verifies
-    every pair, which holds when no host changed anything during the run.
+    every pair, which holds when no host changed anything during the run. It skips the
+    inbound half of a host whose preflight found it settled (see O(record)).
   - Between steps, O(guards.peers[].inbound_spis) come from the O(nonces) step when both are
     given, and O(outbound_policies) sends each peer's marked tunnel traffic through the newest
     outbound SA of the O(outbound_sas) step.
@@ -59,6 +60,17 @@ options:
       always on; traffic to every peer must move the pair's ESP counters. Broken pairs are
       reported in RV(verify.broken), not failed on (a peer may still be converging).
     type: dict
+  record:
+    description:
+      - A fingerprint of the steps' options (the role computes it with the
+        C(weave.fastdp.fingerprint) filter). After every step succeeded, outside check mode,
+        the steps' options without the password are kept under it in O(nonces.state_dir).
+      - The next M(weave.fastdp.preflight) given the password checks them in check mode and
+        returns the fingerprint when running them again would change nothing, so the controller
+        can skip an inbound half whose options have the same fingerprint.
+      - Only with the inbound half's steps (O(nonces) and any of O(guards), O(inbound_sas),
+        O(vxlan)).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -77,12 +89,19 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Inbound half
+- name: Inbound half, recorded for the next run's preflight
   weave.fastdp.datapath:
-    nonces: "{{ nonce_options }}"
-    guards: {mesh: weave, local_address: 198.51.100.11, peers: [{name: h2, address: 198.51.100.12}]}
-    inbound_sas: "{{ sa_options }}"
-    vxlan: {name: wf-weave, vni: 4242, local: 198.51.100.11, peers: [198.51.100.12]}
+    nonces: "{{ inbound_half.nonces }}"
+    guards: "{{ inbound_half.guards }}"
+    inbound_sas: "{{ inbound_half.inbound_sas }}"
+    vxlan: "{{ inbound_half.vxlan }}"
+    record: "{{ inbound_half | weave.fastdp.fingerprint }}"
+  vars:
+    inbound_half:
+      nonces: "{{ nonce_options }}"
+      guards: {mesh: weave, local_address: 198.51.100.11, peers: [{name: h2, address: 198.51.100.12}]}
+      inbound_sas: "{{ sa_options }}"
+      vxlan: {name: wf-weave, vni: 4242, local: 198.51.100.11, peers: [198.51.100.12]}
   register: inbound
 
 - name: Outbound half
@@ -139,75 +158,22 @@ verify:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, status, vxlan
-from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
-
-# xfrm_state's options for one direction, always present: no state, no direction, and what
-# state=present requires is required.
-SA_STEP = {"type": "dict", "options": {
-    **{k: v for k, v in inventory.SA_ARGUMENT_SPEC.items() if k not in ("state", "direction")},
-    **{k: {**inventory.SA_ARGUMENT_SPEC[k], "required": True}
-       for k in inventory.SA_REQUIRED_WHEN_PRESENT if k != "direction"},
-}}
-
-
-STEPS = (("nonces", inventory.converge_nonces), ("guards", guards.converge),
-         ("inbound_sas", inventory.converge_sas), ("vxlan", vxlan.converge),
-         ("outbound_sas", inventory.converge_sas),
-         ("outbound_policies", inventory.converge_policies),  # never tunnel traffic in clear
-         ("verify", status.report))
-
-
-def wired(name: str, p: dict, done: dict) -> dict:
-    """The parameters of step ``name``: its own, with what earlier steps (``done``) decided."""
-    params = dict(p[name])
-    if name == "guards" and "nonces" in done:
-        spis = done["nonces"]["inbound_spis"]
-        params["peers"] = [{**peer, "inbound_spis": spis.get(peer["name"], [])}
-                           for peer in params["peers"]]
-    elif name.endswith("_sas"):
-        params.update(state="present", direction=name.removesuffix("_sas"))
-    elif name == "outbound_policies":
-        sas = p["outbound_sas"]
-        params.update(reqid=sas["reqid"], netns=sas["netns"], policies=inventory.outbound_policies(
-            done["outbound_sas"]["outbound_spis"], sas["local_address"], params.pop("mark"),
-            sas["reqid"]))
-    elif name == "verify":
-        params["verify"] = True
-    return params
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, datapath
 
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "nonces": {"type": "dict", "options": inventory.NONCES_ARGUMENT_SPEC},
-            "guards": {"type": "dict", "options": guards.ARGUMENT_SPEC,
-                       "required_if": guards.REQUIRED_IF},
-            "inbound_sas": SA_STEP,
-            "vxlan": {"type": "dict", "options": vxlan.ARGUMENT_SPEC,
-                      "required_if": vxlan.REQUIRED_IF},
-            "outbound_sas": SA_STEP,
-            "outbound_policies": {"type": "dict", "options": {
-                "mark": {"type": "raw", "default": guards.DEFAULT_MARK},
-                **arguments.RETAIN_AND_PURGE,
-            }},
-            "verify": {"type": "dict", "options": {
-                k: v for k, v in status.ARGUMENT_SPEC.items() if k != "verify"}},
-        },
-        required_by={"outbound_policies": "outbound_sas"},
+        argument_spec={**datapath.ARGUMENT_SPEC, "record": {"type": "str"}},
+        required_by={"outbound_policies": "outbound_sas", "record": "nonces"},
+        mutually_exclusive=[("record", step) for step in ("outbound_sas", "outbound_policies", "verify")],
         supports_check_mode=True,
     )
-    done, diffs = {}, []
-    for name, step in STEPS:
-        if module.params[name] is None:
-            continue
-        try:
-            result = step(module, wired(name, module.params, done))
-        except arguments.Failed as exc:
-            module.fail_json(msg=f"{name}: {exc}", **{name: exc.result}, **done,
-                             changed=any(r["changed"] for r in done.values()))
-        diffs.append(result.pop("diff", None) or {})
-        done[name] = result
+    try:
+        done, diffs = datapath.run_steps(module, module.params)
+    except arguments.Failed as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    if module.params["record"] and not module.check_mode:
+        datapath.record_inbound_half(module.params)
     module.exit_json(changed=any(r["changed"] for r in done.values()), diff=diffs, **done)
 
 

@@ -30,6 +30,13 @@ options:
     description: Fail when a part is missing; false only reports it in RV(missing).
     type: bool
     default: true
+  password:
+    description:
+      - The mesh password. With it, the inbound half that M(weave.fastdp.datapath) recorded in
+        O(state_dir) at its last run (O(weave.fastdp.datapath#module:record)) is run again in
+        check mode with this password, and RV(settled_inbound_half) says whether it would
+        change nothing.
+    type: str
 extends_documentation_fragment:
   - weave.fastdp.state_dir
   - weave.fastdp.netns
@@ -76,6 +83,20 @@ public_key:
   description: The host's X25519 public key (base64), or null before it has an identity.
   type: str
   returned: always
+settled_inbound_half:
+  description: The recorded inbound half, when running it again would change nothing (the
+    kernel and the state dir hold all it makes); null when it would change something, when
+    none is recorded or without O(password). The controller may skip an inbound half whose
+    options have this fingerprint and use these nonces.
+  type: dict
+  returned: always
+  contains:
+    fingerprint:
+      description: The fingerprint it was recorded under.
+      type: str
+    nonces:
+      description: The result of its nonces step (what this host publishes to its peers).
+      type: dict
 """
 
 import platform
@@ -83,6 +104,7 @@ import platform
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import (
     arguments,
+    datapath,
     keys,
     mesh_keys,
     preflight,
@@ -100,11 +122,13 @@ def main():
             "underlay_address": {"type": "str"},
             "probe": {"type": "bool", "default": True},
             "fail_on_missing": {"type": "bool", "default": True},
+            "password": {"type": "str", "no_log": True},
             **arguments.NETNS,
             **arguments.STATE_DIR,
         },
         supports_check_mode=True,
     )
+    module.check_mode = True  # read-only: the recorded inbound half is only ever checked
     p = module.params
     missing = {}
     if preflight.kernel_version() < preflight.MIN_KERNEL:
@@ -130,8 +154,11 @@ def main():
         private = state.identity()
     except keys.KeyMaterialError as exc:
         module.fail_json(msg=f"state_dir: {exc}")
+    settled = None
+    if p["password"] is not None and private is not None:
+        settled = datapath.settled_inbound_half(module, p["state_dir"], p["password"])
     result = {"changed": False, "kernel": platform.release(), "missing": missing,
-              "recorded_epoch": recorded,
+              "recorded_epoch": recorded, "settled_inbound_half": settled,
               "public_key": keys.public_key_text(private) if private else None, **facts}
     if missing and p["fail_on_missing"]:
         module.fail_json(msg="this host cannot run the encrypted fast datapath: " + "; ".join(

@@ -1,0 +1,122 @@
+"""Several converge steps in one Python process (weave.fastdp.datapath), and the record of the
+inbound half that lets weave.fastdp.preflight tell the controller it need not run again.
+
+A no-op converge costs one module run per half per host; under emulation each run costs
+seconds. The inbound half records its options (never a password) under the fingerprint the
+controller computed of them. The next run's preflight re-runs the recorded steps in check mode
+with this run's password: when nothing would change and the controller's fingerprint of this
+run's options is the recorded one, the inbound half would change nothing, so the controller
+skips it and uses what the check published."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, keys, status, vxlan
+from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
+
+# xfrm_state's options for one direction, always present: no state, no direction, and what
+# state=present requires is required.
+SA_STEP = {"type": "dict", "options": {
+    **{k: v for k, v in inventory.SA_ARGUMENT_SPEC.items() if k not in ("state", "direction")},
+    **{k: {**inventory.SA_ARGUMENT_SPEC[k], "required": True}
+       for k in inventory.SA_REQUIRED_WHEN_PRESENT if k != "direction"},
+}}
+
+ARGUMENT_SPEC = {
+    "nonces": {"type": "dict", "options": inventory.NONCES_ARGUMENT_SPEC},
+    "guards": {"type": "dict", "options": guards.ARGUMENT_SPEC, "required_if": guards.REQUIRED_IF},
+    "inbound_sas": SA_STEP,
+    "vxlan": {"type": "dict", "options": vxlan.ARGUMENT_SPEC, "required_if": vxlan.REQUIRED_IF},
+    "outbound_sas": SA_STEP,
+    "outbound_policies": {"type": "dict", "options": {
+        "mark": {"type": "raw", "default": guards.DEFAULT_MARK},
+        **arguments.RETAIN_AND_PURGE,
+    }},
+    "verify": {"type": "dict", "options": {
+        k: v for k, v in status.ARGUMENT_SPEC.items() if k != "verify"}},
+}
+
+STEPS = (("nonces", inventory.converge_nonces), ("guards", guards.converge),
+         ("inbound_sas", inventory.converge_sas), ("vxlan", vxlan.converge),
+         ("outbound_sas", inventory.converge_sas),
+         ("outbound_policies", inventory.converge_policies),  # never tunnel traffic in clear
+         ("verify", status.report))
+
+PASSWORD = "password"
+
+
+def wired(name: str, p: dict, done: dict) -> dict:
+    """The parameters of step ``name``: its own, with what earlier steps (``done``) decided."""
+    params = dict(p[name])
+    if name == "guards" and "nonces" in done:
+        spis = done["nonces"]["inbound_spis"]
+        params["peers"] = [{**peer, "inbound_spis": spis.get(peer["name"], [])}
+                           for peer in params["peers"]]
+    elif name.endswith("_sas"):
+        params.update(state="present", direction=name.removesuffix("_sas"))
+    elif name == "outbound_policies":
+        sas = p["outbound_sas"]
+        params.update(reqid=sas["reqid"], netns=sas["netns"], policies=inventory.outbound_policies(
+            done["outbound_sas"]["outbound_spis"], sas["local_address"], params.pop("mark"),
+            sas["reqid"]))
+    elif name == "verify":
+        params["verify"] = True
+    return params
+
+
+def run_steps(module, p: dict) -> tuple[dict, list]:
+    """Each step given in ``p`` in STEPS order: ({step: result}, [diff per step]). A failing
+    step raises Failed naming itself, with the results of the steps before it."""
+    done, diffs = {}, []
+    for name, step in STEPS:
+        if p.get(name) is None:
+            continue
+        try:
+            result = step(module, wired(name, p, done))
+        except arguments.Failed as exc:
+            raise arguments.Failed(f"{name}: {exc}", **{name: exc.result}, **done,
+                                   changed=any(r["changed"] for r in done.values())) from exc
+        diffs.append(result.pop("diff", None) or {})
+        done[name] = result
+    return done, diffs
+
+
+def without_password(steps: dict) -> dict:
+    """The steps' options with each step's password left out: what may be stored and logged."""
+    return {name: {k: v for k, v in options.items() if k != PASSWORD}
+            for name, options in steps.items() if options is not None}
+
+
+def fingerprint(steps: dict) -> str:
+    """SHA-256 of the steps' options without passwords, in one canonical JSON spelling."""
+    canonical = json.dumps(without_password(steps), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def record_inbound_half(p: dict) -> None:
+    """Keep the inbound half's options (no password) under the controller's fingerprint."""
+    steps = {name: p[name] for name, _ in STEPS if p.get(name) is not None}
+    keys.StateDir(p["nonces"]["state_dir"]).save_inbound_half(
+        {"fingerprint": p["record"], "steps": without_password(steps)})
+
+
+def settled_inbound_half(module, state_dir: str, password: str) -> dict | None:
+    """{fingerprint, nonces} of the recorded inbound half when running it again with
+    ``password`` would change nothing, else None. Runs the steps with ``module.check_mode``,
+    which the caller must have set."""
+    if not module.check_mode:
+        raise RuntimeError("the recorded inbound half is only ever checked in check mode")
+    record = keys.StateDir(state_dir).inbound_half()
+    if record is None:
+        return None
+    steps = {name: {**options, PASSWORD: password} if PASSWORD in ARGUMENT_SPEC[name]["options"]
+             else options for name, options in record["steps"].items()}
+    try:
+        done, _ = run_steps(module, steps)
+    except arguments.Failed:
+        return None
+    if any(result["changed"] for result in done.values()):
+        return None
+    return {"fingerprint": record["fingerprint"], "nonces": done.get("nonces")}
