@@ -140,12 +140,17 @@ def test_second_run_changes_nothing_and_its_outbound_half_alone_verifies_every_p
 def test_the_inbound_half_is_skipped_only_while_the_kernel_holds_its_sas_with_this_password(mesh):
     h1 = mesh_hosts(mesh)[0]
 
-    def settled(password):
+    def preflight(password):
         return run_module("preflight", {
-            "netns": h1.netns, "state_dir": str(mesh.state_dir(h1)), "probe": False,
-            "underlay_address": h1.address, "password": password})["settled_inbound_half"]
+            "netns": h1.netns, "state_dir": str(mesh.state_dir(h1)),
+            "underlay_address": h1.address, "password": password})
 
-    assert settled(mesh.password) is not None
+    def settled(password):
+        return preflight(password)["settled_inbound_half"]
+
+    found = preflight(mesh.password)
+    assert found["settled_inbound_half"]["cipher"] == "aes-gcm" and not found["probed"], \
+        "its SAs, guards and VXLAN device are the kernel running every part the probes make"
     assert settled(mesh.password + "-other") is None, "another password derives other keys"
     inbound = next(sa for sa in xfrm_states(mesh, h1) if sa["dst"] == h1.address)
     mesh.exec(h1, "ip", "xfrm", "state", "delete", "src", inbound["src"], "dst", h1.address,

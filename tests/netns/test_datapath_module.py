@@ -88,10 +88,14 @@ def test_the_verify_step_reports_a_pair_without_sas_as_broken_without_failing(ne
     assert result["verify"]["peers"][0]["mtu"] is not None
 
 
-def settled_inbound_half(netns, state_dir):
+def preflight(netns, state_dir, **args):
     return run_module("preflight", {"netns": netns, "state_dir": state_dir, "probe": False,
-                                    "underlay_address": LOCAL, "password": COMMON["password"]}
-                      )["settled_inbound_half"]
+                                    "underlay_address": LOCAL, "password": COMMON["password"],
+                                    **args})
+
+
+def settled_inbound_half(netns, state_dir):
+    return preflight(netns, state_dir)["settled_inbound_half"]
 
 
 def test_the_preflight_finds_the_recorded_inbound_half_settled_until_the_kernel_lacks_a_part(
@@ -109,3 +113,12 @@ def test_the_preflight_finds_the_recorded_inbound_half_settled_until_the_kernel_
     ip(netns, "link", "del", "wf-lab")
     assert settled_inbound_half(netns, state_dir) is None
     assert "wf-lab" not in ip(netns, "link", "show"), "the check made nothing"
+
+
+def test_a_settled_inbound_half_without_sas_proves_no_cipher_so_the_probes_still_run(
+        netns, inbound_half):
+    steps = {k: v for k, v in inbound_half.items() if k != "inbound_sas"}
+    run_module("datapath", {**steps, "record": "fp-1"})
+    result = preflight(netns, steps["nonces"]["state_dir"], probe=True, fail_on_missing=False)
+    assert result["settled_inbound_half"]["cipher"] is None
+    assert result["probed"] and "lacks ESP" in result["missing"]["esp"]

@@ -103,8 +103,9 @@ def record_inbound_half(p: dict) -> None:
 
 
 def settled_inbound_half(module, state_dir: str, password: str) -> dict | None:
-    """{fingerprint, nonces} of the recorded inbound half when running it again with
-    ``password`` would change nothing, else None. Runs the steps with ``module.check_mode``,
+    """{fingerprint, nonces, cipher} of the recorded inbound half when running it again with
+    ``password`` would change nothing, else None; ``cipher`` is its SAs' when it holds guards,
+    inbound SAs and a VXLAN device (the kernel runs every part a preflight probes), else None. Runs the steps with ``module.check_mode``,
     which the caller must have set."""
     if not module.check_mode:
         raise RuntimeError("the recorded inbound half is only ever checked in check mode")
@@ -119,4 +120,6 @@ def settled_inbound_half(module, state_dir: str, password: str) -> dict | None:
         return None
     if any(result["changed"] for result in done.values()):
         return None
-    return {"fingerprint": record["fingerprint"], "nonces": done.get("nonces")}
+    runs_every_part = {"guards", "inbound_sas", "vxlan"} <= set(done)
+    return {"fingerprint": record["fingerprint"], "nonces": done.get("nonces"),
+            "cipher": steps["inbound_sas"]["cipher"] if runs_every_part else None}

@@ -23,7 +23,8 @@ options:
     description: This host's underlay address; default the default route's interface address.
     type: str
   probe:
-    description: Run the capability probes (false only reads the facts).
+    description: Run the capability probes (false only reads the facts). They are skipped
+      anyway when RV(settled_inbound_half) already runs every part with O(cipher).
     type: bool
     default: true
   fail_on_missing:
@@ -97,6 +98,15 @@ settled_inbound_half:
     nonces:
       description: The result of its nonces step (what this host publishes to its peers).
       type: dict
+    cipher:
+      description: The cipher of its inbound SAs when it also holds guards and a VXLAN device,
+        so the kernel already runs every part the probes look for; else null.
+      type: str
+probed:
+  description: Whether the capability probes ran. They are skipped when RV(settled_inbound_half)
+    already runs every part with O(cipher).
+  type: bool
+  returned: always
 """
 
 import platform
@@ -142,9 +152,6 @@ def main():
         missing["underlay"] = str(exc)
     except NetnsError as exc:
         module.fail_json(msg=f"netns: {exc}")
-    if p["probe"]:
-        results = preflight.probe(CIPHERS[p["cipher"]], esp_probe, preflight.vxlan_probe)
-        missing.update({part: why for part, why in results.items() if why})
     state = keys.StateDir(p["state_dir"])
     try:
         recorded = mesh_keys.recorded_epoch(state.inbound())
@@ -157,8 +164,13 @@ def main():
     settled = None
     if p["password"] is not None and private is not None:
         settled = datapath.settled_inbound_half(module, p["state_dir"], p["password"])
+    # A settled inbound half with this cipher is the kernel already running every probed part.
+    probed = p["probe"] and not (settled and settled["cipher"] == p["cipher"])
+    if probed:
+        results = preflight.probe(CIPHERS[p["cipher"]], esp_probe, preflight.vxlan_probe)
+        missing.update({part: why for part, why in results.items() if why})
     result = {"changed": False, "kernel": platform.release(), "missing": missing,
-              "recorded_epoch": recorded, "settled_inbound_half": settled,
+              "probed": probed, "recorded_epoch": recorded, "settled_inbound_half": settled,
               "public_key": keys.public_key_text(private) if private else None, **facts}
     if missing and p["fail_on_missing"]:
         module.fail_json(msg="this host cannot run the encrypted fast datapath: " + "; ".join(
