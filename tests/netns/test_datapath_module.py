@@ -108,7 +108,8 @@ def test_the_preflight_finds_the_recorded_inbound_half_settled_until_the_kernel_
     settled = settled_inbound_half(netns, state_dir)
     assert settled["fingerprint"] == "fp-1"
     assert settled["nonces"]["inbound_spis"] == first["nonces"]["inbound_spis"]
-    assert [e["spi"] for e in settled["nonces"]["published"]["h2"]] == first["nonces"]["inbound_spis"]["h2"]
+    published_spis = [e["spi"] for e in settled["nonces"]["published"]["h2"]]
+    assert published_spis == first["nonces"]["inbound_spis"]["h2"]
     assert COMMON["password"] not in (Path(state_dir) / "inbound-half.json").read_text()
     ip(netns, "link", "del", "wf-lab")
     assert settled_inbound_half(netns, state_dir) is None

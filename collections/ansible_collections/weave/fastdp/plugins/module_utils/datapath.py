@@ -13,7 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments, guards, keys, status, vxlan
+from ansible_collections.weave.fastdp.plugins.module_utils import (
+    arguments,
+    guards,
+    keys,
+    status,
+    vxlan,
+)
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 
 # xfrm_state's options for one direction, always present: no state, no direction, and what
@@ -97,16 +103,16 @@ def fingerprint(steps: dict) -> str:
 
 def record_inbound_half(p: dict) -> None:
     """Keep the inbound half's options (no password) under the controller's fingerprint."""
-    steps = {name: p[name] for name, _ in STEPS if p.get(name) is not None}
+    steps = without_password({name: p[name] for name, _ in STEPS})
     keys.StateDir(p["nonces"]["state_dir"]).save_inbound_half(
-        {"fingerprint": p["record"], "steps": without_password(steps)})
+        {"fingerprint": p["record"], "steps": steps})
 
 
 def settled_inbound_half(module, state_dir: str, password: str) -> dict | None:
     """{fingerprint, nonces, cipher} of the recorded inbound half when running it again with
     ``password`` would change nothing, else None; ``cipher`` is its SAs' when it holds guards,
-    inbound SAs and a VXLAN device (the kernel runs every part a preflight probes), else None. Runs the steps with ``module.check_mode``,
-    which the caller must have set."""
+    inbound SAs and a VXLAN device (the kernel runs every part a preflight probes), else None.
+    Runs the steps with ``module.check_mode``, which the caller must have set."""
     if not module.check_mode:
         raise RuntimeError("the recorded inbound half is only ever checked in check mode")
     record = keys.StateDir(state_dir).inbound_half()

@@ -165,7 +165,8 @@ def main():
     module = AnsibleModule(
         argument_spec={**datapath.ARGUMENT_SPEC, "record": {"type": "str"}},
         required_by={"outbound_policies": "outbound_sas", "record": "nonces"},
-        mutually_exclusive=[("record", step) for step in ("outbound_sas", "outbound_policies", "verify")],
+        mutually_exclusive=[("record", step)
+                            for step in ("outbound_sas", "outbound_policies", "verify")],
         supports_check_mode=True,
     )
     try:
