@@ -1,6 +1,8 @@
 """The vxlan module on lab hosts: overlay ping over IPv4 and IPv6 underlays, check mode that
-predicts, a second run that changes nothing, a clean removal, bad input that changes nothing."""
+predicts, a second run that changes nothing, a clean removal, unicast that reaches its peer
+alone, bad input that changes nothing."""
 
+import json
 import re
 
 import pytest
@@ -46,7 +48,7 @@ def test_overlay_ping_check_mode_idempotence_and_removal(lab_factory):
         made["diff"]["after"]
     run_module("vxlan", args(b, [a]))
     detail = lab.exec(a, "ip", "-d", "link", "show", "wf-test").stdout
-    assert "vxlan id 42" in detail and "dstport 6784" in detail and "nolearning" in detail
+    assert "vxlan id 42" in detail and "dstport 6784" in detail and "nolearning" not in detail
     assert "mtu 1416" in detail
     assert ping(lab, a, b)
     for check in (True, False):
@@ -57,6 +59,41 @@ def test_overlay_ping_check_mode_idempotence_and_removal(lab_factory):
     assert links(lab, a) == clean["h1"]
     assert not run_module("vxlan", {"name": "wf-test", "state": "absent",
                                     "netns": a.netns})["changed"]
+
+
+def overlay_frames_received(lab, host) -> int:
+    stats = json.loads(lab.exec(host, "ip", "-j", "-s", "link", "show", "wf-test").stdout)
+    return stats[0]["stats64"]["rx"]["packets"]
+
+
+def test_unicast_reaches_its_peer_alone_and_learned_entries_are_no_change(lab_factory):
+    lab = lab_factory(count=3, sshd=False)
+    a, b, c = lab.hosts
+    for host in lab.hosts:
+        run_module("vxlan", args(host, [p for p in lab.hosts if p is not host]))
+    assert ping(lab, a, b), "the first echo, flooded to every peer, taught b and a each other"
+    before = overlay_frames_received(lab, c)
+    lab.exec(a, "ping", "-c", "40", "-i", "0.01", "-W", "2", overlay(b))
+    assert overlay_frames_received(lab, c) - before < 10, "80 frames a <-> b, flooded to c"
+    learned = lab.exec(a, "bridge", "fdb", "show", "dev", "wf-test").stdout
+    assert re.search(rf"^(?!00:00:00:00:00:00)\S+ dst {b.address} (?!.*permanent)", learned,
+                     re.MULTILINE), learned
+    for check in (True, False):
+        assert run_module("vxlan", args(a, [b, c]), check=check)["changes"] == []
+
+
+def test_a_device_made_without_learning_learns_in_place(lab_factory):
+    lab = lab_factory(count=2, sshd=False)
+    a, b = lab.hosts
+    run_module("vxlan", args(a, [b]))
+    lab.exec(a, "ip", "link", "set", "wf-test", "type", "vxlan", "nolearning")
+    index = lab.exec(a, "cat", "/sys/class/net/wf-test/ifindex").stdout
+    predicted = run_module("vxlan", args(a, [b]), check=True)
+    made = run_module("vxlan", args(a, [b]))
+    assert predicted["changes"] == made["changes"] == ["set learning (was nolearning)"]
+    assert not made["recreated"]
+    assert lab.exec(a, "cat", "/sys/class/net/wf-test/ifindex").stdout == index
+    assert "nolearning" not in lab.exec(a, "ip", "-d", "link", "show", "wf-test").stdout
 
 
 def test_peers_mtu_and_vni_change_as_declared(lab_factory):

@@ -41,6 +41,7 @@ IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING = 1, 3, 4,
 IFLA_VXLAN_PORT, IFLA_VXLAN_LOCAL6 = 15, 17
 IFA_ADDRESS = 1
 NDA_DST, NDA_LLADDR = 1, 2
+NUD_PERMANENT = 0x80
 RTA_OIF, RTA_TABLE = 4, 15
 RT_TABLE_MAIN = 254
 
@@ -84,11 +85,13 @@ class Address:
 
 @dataclass(frozen=True)
 class Neighbour:
-    """A bridge FDB entry: the MAC and, for a VXLAN device, the remote's address."""
+    """A bridge FDB entry: the MAC and, for a VXLAN device, the remote's address; ``static``
+    for an entry made by hand (NUD_PERMANENT), not learned by the kernel."""
 
     ifindex: int
     lladdr: str | None
     dst: str | None
+    static: bool
 
 
 class Rtnl(Netlink):
@@ -180,8 +183,8 @@ def _decode_address(msg: memoryview) -> Address:
 
 
 def _decode_neighbour(msg: memoryview) -> Neighbour:
-    _, ifindex, _, _, _ = ndmsg.unpack_from(msg)
+    _, ifindex, state, _, _ = ndmsg.unpack_from(msg)
     attrs = attributes(msg, ndmsg.size)
     lladdr = attrs.get(NDA_LLADDR)
     return Neighbour(ifindex, bytes(lladdr).hex(":") if lladdr is not None else None,
-                     _ip(attrs.get(NDA_DST)))
+                     _ip(attrs.get(NDA_DST)), bool(state & NUD_PERMANENT))

@@ -1,5 +1,7 @@
 """The VXLAN device of a mesh: one device, one all-zeros FDB entry per peer (head-end
-replication), overlay addresses, MTU.
+replication of broadcast and not yet learned frames), overlay addresses, MTU. The device learns
+which peer each overlay MAC is behind from the frames it receives (only over ESP from a peer:
+the guards drop the rest), so unicast goes to that peer alone, not to every peer.
 
 Decide first (``Plan``: the wanted device against what ``Kernel`` reads), act second
 (``Plan.apply``), so check mode predicts exactly what a real run does. Only the device named
@@ -49,7 +51,7 @@ class Device:
     port: int
     local: str
     underlay_interface: str
-    learning: bool = False
+    learning: bool = True
     mtu: int = 0
     up: bool = True
     bridge: str | None = None
@@ -58,7 +60,7 @@ class Device:
 
     def identity(self) -> tuple:
         """What the kernel cannot change in place."""
-        return self.vni, self.port, self.local, self.underlay_interface, self.learning
+        return self.vni, self.port, self.local, self.underlay_interface
 
     def lines(self) -> list[str]:
         """Readable, sorted: the diff's before/after."""
@@ -116,7 +118,7 @@ class Kernel:
             up=link.up, bridge=self.name_of(link.master),
             addresses=frozenset(f"{a.address}/{a.prefixlen}" for a in self.addresses
                                 if a.index == link.index and not _link_local(a.address)),
-            fdb=frozenset((n.lladdr, n.dst) for n in self.fdb if n.dst),
+            fdb=frozenset((n.lladdr, n.dst) for n in self.fdb if n.dst and n.static),
         )
 
 
@@ -196,7 +198,7 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
     if before is not None and before.identity() != want.identity():
         result.recreate = "; ".join(
             f"{label} {old} -> {new}" for label, old, new in zip(
-                ("vni", "port", "local", "underlay_interface", "learning"),
+                ("vni", "port", "local", "underlay_interface"),
                 before.identity(), want.identity(), strict=True) if old != new)
         result.steps.append((f"delete device {before.name} to recreate it ({result.recreate})",
                              _Target.delete))
@@ -212,6 +214,9 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
         steps.append((f"remove fdb {mac} dst {dst}", lambda t, m=mac, d=dst: t.fdb("del", m, d)))
     if before.mtu != want.mtu:
         steps.append((f"set mtu {before.mtu} -> {want.mtu}", lambda t: t.set(mtu=want.mtu)))
+    if before.learning != want.learning:
+        steps.append(("set learning (was nolearning)",
+                      lambda t: t.set(kind="vxlan", vxlan_learning=1)))
     if want.bridge is not None and before.bridge != (want.bridge or None):
         steps.append((f"set master {before.bridge} -> {want.bridge or None}",
                       lambda t: t.set(master=t.index_of(want.bridge) if want.bridge else 0)))
@@ -248,7 +253,7 @@ class _Target:
     def create(self, want: Device) -> None:
         local = "vxlan_local" if inet.version(want.local) == 4 else "vxlan_local6"
         self.ipr.link("add", ifname=want.name, kind="vxlan", vxlan_id=want.vni,
-                      vxlan_port=want.port, vxlan_learning=0,
+                      vxlan_port=want.port, vxlan_learning=1,
                       vxlan_link=self.index_of(want.underlay_interface), mtu=want.mtu,
                       **{local: want.local})
 

@@ -3,10 +3,15 @@ DOCUMENTATION = r"""
 module: vxlan
 short_description: The VXLAN device of an encrypted fast datapath mesh
 description:
-  - Converges one VXLAN device per mesh (VNI, UDP tunnel port, local underlay address,
-    C(nolearning)), one all-zeros FDB entry per peer (head-end replication, so that broadcast
-    and unknown frames go to every peer), optional per-peer MAC entries, the overlay addresses,
+  - Converges one VXLAN device per mesh (VNI, UDP tunnel port, local underlay address),
+    one all-zeros FDB entry per peer (head-end replication, so that broadcast and not yet
+    learned frames go to every peer), optional per-peer MAC entries, the overlay addresses,
     an optional bridge the device is enslaved to, and the MTU; then sets the device up.
+  - The device learns which peer an overlay MAC address is behind from the frames it receives
+    (the mesh's guards let VXLAN in only over ESP from a peer), so unicast frames go to that
+    peer alone instead of to every peer. Learned FDB entries are the kernel's own, never
+    reported as a change nor removed. A device made without learning (by an earlier version)
+    learns from the next run on, in place.
   - The default MTU leaves room for VXLAN (50 bytes over IPv4, 70 over IPv6) and the worst case
     of ESP (34 bytes), rounded down to a multiple of 4; an underlay MTU of 1500 gives 1416 over
     IPv4. A larger O(mtu) is refused with the largest allowed value.
