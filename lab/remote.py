@@ -163,6 +163,10 @@ def serve(sizes: list[int], rwdir: Path, name: str = "wfpb") -> None:
     _run("ip", "addr", "add", f"{CONTROL_ADDRESS}/29", "dev", nic)
     _run("ip", "link", "set", nic, "up")
     _run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    # Real hosts each have a per-CPU receive backlog (1000 packets); here every lab host's
+    # packets queue in the guest's. A 20-host lab overflowed it (softnet_stat drops) when its
+    # hosts' SSH sessions and verification echoes came together, and lost the echoes.
+    _run("sysctl", "-qw", f"net.core.netdev_max_backlog={1000 * max(sizes)}")
     for n in sizes:
         if (rwdir / "stop").exists():
             return
