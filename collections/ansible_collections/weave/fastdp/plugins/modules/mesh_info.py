@@ -11,6 +11,8 @@ description:
   - With O(verify=true), sends ICMP echo to each peer's overlay address and reports every pair
     whose echo went unanswered or whose ESP counters did not move, with the likely cause (a
     missing part, no traffic through the outbound SA, ESP blocked on the path, key mismatch).
+    Peers still silent get the echo again after waits that double from 0.5 s to 8 s, so a
+    loaded peer has 15.5 s to answer, and a broken pair costs that long to report.
 version_added: 0.1.0
 author: weave.fastdp developers
 options:
