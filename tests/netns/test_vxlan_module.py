@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from lab.capture import capture
 from lab.modules import run_module
 
 pytestmark = pytest.mark.netns
@@ -82,6 +83,57 @@ def test_unicast_reaches_its_peer_alone_and_learned_entries_are_no_change(lab_fa
         assert run_module("vxlan", args(a, [b, c]), check=check)["changes"] == []
 
 
+def mac(host) -> str:
+    return f"02:00:00:00:00:{int(host.name.removeprefix('h')):02x}"
+
+
+def declared(host, peers, **over):
+    """The device with its own MAC, and each peer's MAC and overlay address, as the role does."""
+    return args(host, peers, **{"mac": mac(host),
+                                "macs": [{"mac": mac(p), "peer": p.address} for p in peers],
+                                "neighbours": [{"address": overlay(p), "mac": mac(p)}
+                                               for p in peers], **over})
+
+
+# The inner Ethernet type of a VXLAN packet: UDP header 8 + VXLAN header 8 + two MACs 12.
+INNER_ARP_OR_IPV4 = "udp port 6784 and (udp[28:2] = 0x0806 or udp[28:2] = 0x0800)"
+
+
+def test_declared_peers_are_reached_without_arp_and_without_flooding(lab_factory):
+    lab = lab_factory(count=3, sshd=False)
+    a, b, c = lab.hosts
+    for host in lab.hosts:
+        run_module("vxlan", declared(host, [p for p in lab.hosts if p is not host]))
+    assert lab.exec(b, "cat", "/sys/class/net/wf-test/address").stdout.strip() == mac(b)
+    assert re.search(rf"^{overlay(b)} lladdr {mac(b)} PERMANENT",
+                     lab.exec(a, "ip", "neigh", "show", "dev", "wf-test").stdout, re.MULTILINE)
+    assert f"{mac(b)} dst {b.address} self permanent" in \
+        lab.exec(a, "bridge", "fdb", "show", "dev", "wf-test").stdout
+    with capture(lab, c, INNER_ARP_OR_IPV4) as at_c:
+        lab.exec(a, "ping", "-c", "20", "-i", "0.01", "-W", "2", overlay(b))
+    assert at_c.count("") == 0, "a's first frames to b (ARP, then unknown unicast) reached c"
+    for check in (True, False):
+        assert run_module("vxlan", declared(a, [b, c]), check=check)["changes"] == []
+
+
+def test_a_peer_left_out_loses_its_mac_and_neighbour_and_a_new_mac_is_set_in_place(lab_factory):
+    lab = lab_factory(count=3, sshd=False)
+    a, b, c = lab.hosts
+    run_module("vxlan", declared(a, [b, c]))
+    index = lab.exec(a, "cat", "/sys/class/net/wf-test/ifindex").stdout
+    over = {"mac": "02:00:00:00:01:01"}
+    predicted = run_module("vxlan", declared(a, [b], **over), check=True)
+    made = run_module("vxlan", declared(a, [b], **over))
+    assert predicted["changes"] == made["changes"] == [
+        f"remove neigh {overlay(c)} lladdr {mac(c)}",
+        f"remove fdb 00:00:00:00:00:00 dst {c.address}",
+        f"remove fdb {mac(c)} dst {c.address}",
+        f"set address 02:00:00:00:01:01 (was {mac(a)})"]
+    assert made["device"]["neighbours"] == [{"address": overlay(b), "mac": mac(b)}]
+    assert lab.exec(a, "cat", "/sys/class/net/wf-test/ifindex").stdout == index
+    assert overlay(c) not in lab.exec(a, "ip", "neigh", "show", "dev", "wf-test").stdout
+
+
 def test_a_device_made_without_learning_learns_in_place(lab_factory):
     lab = lab_factory(count=2, sshd=False)
     a, b = lab.hosts
@@ -131,6 +183,9 @@ def test_ipv6_underlay_carries_the_overlay(lab_factory):
     ({"port": 0}, "port: "),
     ({"local": "198.51.100.77"}, "local: 198.51.100.77 is not an address of this host"),
     ({"bridge": "nobr"}, "bridge: nobr does not exist"),
+    ({"mac": "01:00:5e:00:00:01"}, "mac: '01:00:5e:00:00:01' is not a unicast MAC address"),
+    ({"neighbours": [{"address": "203.0.113.300", "mac": "02:00:00:00:00:02"}]},
+     "neighbours[0].address: '203.0.113.300' is not an IP address"),
 ])
 def test_bad_input_fails_naming_the_field_and_changes_nothing(lab_factory, over, message):
     lab = lab_factory(count=1, sshd=False)

@@ -6,6 +6,9 @@ from ansible_collections.weave.fastdp.plugins.filter.mesh import (
     mesh_peers,
     mesh_retained,
     outbound_policies,
+    vxlan_mac,
+    vxlan_macs,
+    vxlan_neighbours,
 )
 
 pytestmark = pytest.mark.unit
@@ -55,3 +58,20 @@ def test_outbound_policy_per_peer_marks_and_uses_the_newest_sa_with_the_mesh_req
                          "direction": "out", "mark": 0x20000, "mask": 0x20000,
                          "template": {"src": "198.51.100.11", "dst": "198.51.100.12",
                                       "spi": 0x1234, "reqid": 77}}]
+
+
+def test_each_host_vxlan_mac_is_unicast_local_and_known_to_its_peers_without_asking():
+    mac = vxlan_mac("weave", "198.51.100.11")
+    first = int(mac[:2], 16)
+    assert first & 0x01 == 0 and first & 0x02, "unicast and locally administered"
+    assert mac == vxlan_mac("weave", "198.51.100.11")
+    assert vxlan_mac("weave", "2001:DB8:0::1") == vxlan_mac("weave", "2001:db8::1")
+    assert len({mac, vxlan_mac("weave", "198.51.100.12"), vxlan_mac("other", "198.51.100.11")}) == 3
+
+
+def test_the_vxlan_module_gets_each_peer_mac_behind_its_address_and_at_its_overlay_address():
+    peers = [{"address": "198.51.100.12", "overlay_address": "203.0.113.2/24", "vxlan_mac": "m2"},
+             {"address": "198.51.100.13", "overlay_address": "", "vxlan_mac": "m3"}]
+    assert vxlan_macs(peers) == [{"mac": "m2", "peer": "198.51.100.12"},
+                                 {"mac": "m3", "peer": "198.51.100.13"}]
+    assert vxlan_neighbours(peers) == [{"address": "203.0.113.2", "mac": "m2"}]

@@ -28,8 +28,8 @@ def test_max_overlay_mtu(address, underlay, expected):
 def _params(**over):
     return {"name": "wf-weave", "state": "present", "vni": 4242, "port": 6784,
             "local": "198.51.100.11", "underlay_interface": "eth0", "mtu": None,
-            "addresses": ["203.0.113.1/24"], "peers": ["198.51.100.12"], "macs": [],
-            "retain": [], "purge": True, "bridge": None, "netns": None, **over}
+            "addresses": ["203.0.113.1/24"], "peers": ["198.51.100.12"], "macs": [], "mac": None,
+            "neighbours": [], "retain": [], "purge": True, "bridge": None, "netns": None, **over}
 
 
 @pytest.mark.parametrize(("over", "field"), [

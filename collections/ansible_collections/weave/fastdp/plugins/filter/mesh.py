@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from ansible_collections.weave.fastdp.plugins.module_utils import inet
 from ansible_collections.weave.fastdp.plugins.module_utils.datapath import fingerprint
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_inventory import outbound_policies
 
@@ -40,6 +43,26 @@ def mesh_retained(hostvars, play_hosts, group_hosts, me):
     }
 
 
+def vxlan_mac(mesh, address):
+    """The MAC of the mesh's VXLAN device on the host of this underlay address: locally
+    administered unicast, from a hash of both, so every peer knows it without asking."""
+    digest = bytearray(hashlib.sha256(f"weave.fastdp/{mesh}/{inet.spelled(address)}".encode())
+                       .digest()[:6])
+    digest[0] = digest[0] & 0xFC | 0x02
+    return digest.hex(":")
+
+
+def vxlan_macs(peers):
+    """The vxlan module's ``macs``: each peer's device MAC, behind the peer."""
+    return [{"mac": p["vxlan_mac"], "peer": p["address"]} for p in peers]
+
+
+def vxlan_neighbours(peers):
+    """The vxlan module's ``neighbours``: each peer's overlay address, at its device MAC."""
+    return [{"address": p["overlay_address"].split("/")[0], "mac": p["vxlan_mac"]}
+            for p in peers if p.get("overlay_address")]
+
+
 def pick(record, *names):
     """Only the named keys of a peer record: what one module takes of it."""
     return {name: record.get(name) for name in names}
@@ -49,4 +72,5 @@ class FilterModule:
     def filters(self):
         return {"mesh_peers": mesh_peers, "mesh_retained": mesh_retained,
                 "outbound_policies": outbound_policies, "pick": pick,
-                "fingerprint": fingerprint}
+                "fingerprint": fingerprint, "vxlan_mac": vxlan_mac, "vxlan_macs": vxlan_macs,
+                "vxlan_neighbours": vxlan_neighbours}

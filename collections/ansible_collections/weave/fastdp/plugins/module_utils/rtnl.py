@@ -1,4 +1,4 @@
-"""Reads of links, addresses, the default route and one device's bridge FDB over a plain
+"""Reads of links, addresses, the default route, neighbours and one device's bridge FDB over a plain
 NETLINK_ROUTE socket (and the preflight's throwaway VXLAN device).
 
 pyroute2 decodes every attribute of every message, each message through an asyncio loop, and
@@ -35,7 +35,7 @@ RTM_NEWLINK, RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH = 16, 18, 22, 
 AF_BRIDGE = 7
 IFF_UP = 0x1
 IFNAMSIZ = 16  # with the terminating NUL
-IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 3, 4, 10, 18
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING = 1, 3, 4, 7
 IFLA_VXLAN_PORT, IFLA_VXLAN_LOCAL6 = 15, 17
@@ -74,6 +74,7 @@ class Link:
     master: int | None
     kind: str | None
     vxlan: Vxlan | None = None
+    mac: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ class Address:
 
 @dataclass(frozen=True)
 class Neighbour:
-    """A bridge FDB entry: the MAC and, for a VXLAN device, the remote's address; ``static``
-    for an entry made by hand (NUD_PERMANENT), not learned by the kernel."""
+    """A bridge FDB entry (the MAC and, for a VXLAN device, the remote's address) or an
+    ARP/NDP entry (the MAC and the IP address); ``static`` for an entry made by hand
+    (NUD_PERMANENT), not learned by the kernel."""
 
     ifindex: int
     lladdr: str | None
@@ -145,6 +147,11 @@ class Rtnl(Netlink):
         return [_decode_neighbour(msg) for msg in
                 self.request(RTM_GETNEIGH, NLM_F_DUMP, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0))]
 
+    def neighbours(self) -> list[Neighbour]:
+        """The ARP and NDP entries of every link of the namespace."""
+        return [_decode_neighbour(msg) for msg in
+                self.request(RTM_GETNEIGH, NLM_F_DUMP, ndmsg.pack(0, 0, 0, 0, 0))]
+
 
 def _u32(raw) -> int | None:
     return u32.unpack(raw)[0] if raw is not None else None
@@ -152,6 +159,10 @@ def _u32(raw) -> int | None:
 
 def _text(raw) -> str | None:
     return bytes(raw).split(b"\0", 1)[0].decode() if raw is not None else None
+
+
+def _mac(raw) -> str | None:
+    return bytes(raw).hex(":") if raw is not None else None
 
 
 def _ip(raw) -> str | None:
@@ -174,7 +185,7 @@ def _decode_link(msg: memoryview) -> Link:
                       learning=bool(data.get(IFLA_VXLAN_LEARNING, b"\0")[0]))
     return Link(index=index, name=_text(attrs.get(IFLA_IFNAME)), mtu=_u32(attrs.get(IFLA_MTU)),
                 up=bool(flags & IFF_UP), master=_u32(attrs.get(IFLA_MASTER)), kind=kind,
-                vxlan=vxlan)
+                vxlan=vxlan, mac=_mac(attrs.get(IFLA_ADDRESS)))
 
 
 def _decode_address(msg: memoryview) -> Address:
@@ -185,6 +196,5 @@ def _decode_address(msg: memoryview) -> Address:
 def _decode_neighbour(msg: memoryview) -> Neighbour:
     _, ifindex, state, _, _ = ndmsg.unpack_from(msg)
     attrs = attributes(msg, ndmsg.size)
-    lladdr = attrs.get(NDA_LLADDR)
-    return Neighbour(ifindex, bytes(lladdr).hex(":") if lladdr is not None else None,
-                     _ip(attrs.get(NDA_DST)), bool(state & NUD_PERMANENT))
+    return Neighbour(ifindex, _mac(attrs.get(NDA_LLADDR)), _ip(attrs.get(NDA_DST)),
+                     bool(state & NUD_PERMANENT))

@@ -1,7 +1,12 @@
 """The VXLAN device of a mesh: one device, one all-zeros FDB entry per peer (head-end
-replication of broadcast and not yet learned frames), overlay addresses, MTU. The device learns
-which peer each overlay MAC is behind from the frames it receives (only over ESP from a peer:
-the guards drop the rest), so unicast goes to that peer alone, not to every peer.
+replication of broadcast and unknown frames), overlay addresses, MTU. The device learns which
+peer each overlay MAC is behind from the frames it receives (only over ESP from a peer: the
+guards drop the rest), so unicast goes to that peer alone, not to every peer.
+
+A mesh declares more than that: each device's MAC, a permanent FDB entry for each peer's MAC
+and a permanent ARP/NDP entry for each peer's overlay address. Then traffic between the hosts'
+own overlay addresses never asks ARP and never floods, however long it was idle (learned
+entries age out after 300 s, and the next frame would go to every peer again).
 
 Decide first (``Plan``: the wanted device against what ``Kernel`` reads), act second
 (``Plan.apply``), so check mode predicts exactly what a real run does. Only the device named
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field, replace
 
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments, inet
@@ -26,7 +32,8 @@ MIN_MTU = 68
 MAX_VNI = (1 << 24) - 1
 ALL_ZEROS = "00:00:00:00:00:00"
 IFNAMSIZ = 15
-_NUD_PERMANENT_NOARP = 0x80 | 0x40
+_NUD_PERMANENT = 0x80
+_NUD_PERMANENT_NOARP = _NUD_PERMANENT | 0x40
 _NTF_SELF = 0x02
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
@@ -44,7 +51,8 @@ def max_overlay_mtu(underlay_address: str, underlay_mtu: int) -> int:
 
 @dataclass(frozen=True)
 class Device:
-    """A VXLAN device as declared or as found; ``fdb`` holds (MAC, peer address) pairs."""
+    """A VXLAN device as declared or as found; ``fdb`` holds (MAC, peer address) pairs,
+    ``neighbours`` (overlay address, MAC) pairs; ``mac`` None: not declared."""
 
     name: str
     vni: int
@@ -57,6 +65,8 @@ class Device:
     bridge: str | None = None
     addresses: frozenset[str] = frozenset()
     fdb: frozenset[tuple[str, str]] = frozenset()
+    mac: str | None = None
+    neighbours: frozenset[tuple[str, str]] = frozenset()
 
     def identity(self) -> tuple:
         """What the kernel cannot change in place."""
@@ -67,31 +77,40 @@ class Device:
         head = (f"device {self.name}: vni {self.vni} port {self.port} local {self.local} "
                 f"dev {self.underlay_interface}{' learning' if self.learning else ' nolearning'} "
                 f"mtu {self.mtu} {'up' if self.up else 'down'}")
+        if self.mac:
+            head += f" address {self.mac}"
         if self.bridge:
             head += f" master {self.bridge}"
         return ([head] + [f"address {a}" for a in sorted(self.addresses, key=_cidr_key)]
-                + [f"fdb {mac} dst {dst}" for mac, dst in sorted(self.fdb, key=_fdb_key)])
+                + [f"fdb {mac} dst {dst}" for mac, dst in sorted(self.fdb, key=_fdb_key)]
+                + [f"neigh {ip} lladdr {mac}" for ip, mac in sorted(self.neighbours,
+                                                                    key=_neighbour_key)])
 
     def facts(self) -> dict:
         return {"name": self.name, "vni": self.vni, "port": self.port, "local": self.local,
                 "underlay_interface": self.underlay_interface, "mtu": self.mtu,
-                "bridge": self.bridge,
+                "bridge": self.bridge, "mac": self.mac,
                 "addresses": sorted(self.addresses, key=_cidr_key),
                 "peers": sorted({dst for mac, dst in self.fdb if mac == ALL_ZEROS}, key=inet.key),
-                "fdb": [{"mac": mac, "peer": dst} for mac, dst in sorted(self.fdb, key=_fdb_key)]}
+                "fdb": [{"mac": mac, "peer": dst} for mac, dst in sorted(self.fdb, key=_fdb_key)],
+                "neighbours": [{"address": ip, "mac": mac} for ip, mac in
+                               sorted(self.neighbours, key=_neighbour_key)]}
 
 
 class Kernel:
-    """What one run sees through ``rtnl``: the addresses, the FDB of the device named, and
-    links looked up by name or index when asked (each once), never a dump of every link."""
+    """What one run sees through ``rtnl``: the addresses, the neighbours, the FDB of the
+    device named, and links looked up by name or index when asked (each once), never a dump of
+    every link."""
 
     def __init__(self, rtnl: Rtnl, name: str):
         self.rtnl = rtnl
         self._links: dict[str | int, Link | None] = {}
         self.addresses = rtnl.addresses()
         found = self.link(name)
-        self.fdb = ([n for n in rtnl.fdb(found.index) if n.ifindex == found.index]
-                    if found is not None else [])
+        self.fdb, self.neighbours = [], []
+        if found is not None:
+            self.fdb = [n for n in rtnl.fdb(found.index) if n.ifindex == found.index]
+            self.neighbours = [n for n in rtnl.neighbours() if n.ifindex == found.index]
 
     def link(self, name: str | None = None, index: int | None = None) -> Link | None:
         key = name if name is not None else index
@@ -119,6 +138,9 @@ class Kernel:
             addresses=frozenset(f"{a.address}/{a.prefixlen}" for a in self.addresses
                                 if a.index == link.index and not _link_local(a.address)),
             fdb=frozenset((n.lladdr, n.dst) for n in self.fdb if n.dst and n.static),
+            mac=link.mac,
+            neighbours=frozenset((n.dst, n.lladdr) for n in self.neighbours
+                                 if n.static and n.lladdr),
         )
 
 
@@ -147,10 +169,13 @@ def wanted(params: dict, seen: Kernel) -> tuple[Device, int]:
         if master.kind != "bridge":
             raise VxlanError(f"bridge: {bridge} is not a bridge")
     fdb = {(ALL_ZEROS, peer) for peer in params["peers"]}
-    fdb |= {(entry["mac"].lower(), entry["peer"]) for entry in params["macs"]}
+    fdb |= {(entry["mac"], entry["peer"]) for entry in params["macs"]}
     return Device(name=params["name"], vni=params["vni"], port=params["port"],
                   local=params["local"], underlay_interface=underlay, mtu=mtu, bridge=bridge,
-                  addresses=frozenset(params["addresses"]), fdb=frozenset(fdb)), limit
+                  addresses=frozenset(params["addresses"]), fdb=frozenset(fdb),
+                  mac=params["mac"],
+                  neighbours=frozenset((n["address"], n["mac"]) for n in params["neighbours"])
+                  ), limit
 
 
 @dataclass
@@ -184,8 +209,9 @@ class Plan:
 
 
 def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
-    """``want`` None: remove the device. FDB entries not wanted are removed when
-    ``keep_peer(address)`` is false (peers outside this run, or purge off)."""
+    """``want`` None: remove the device. FDB entries not wanted, and neighbours whose MAC's
+    FDB entry is not wanted, are removed when ``keep_peer(address)`` is false (peers outside
+    this run, or purge off)."""
     if want is None:
         result = Plan(before, None)
         if before is not None:
@@ -193,7 +219,11 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
         return result
     if before is not None:
         kept = {(mac, dst) for mac, dst in before.fdb - want.fdb if keep_peer(dst)}
-        want = replace(want, fdb=want.fdb | kept)
+        peer_of = dict(before.fdb)
+        kept_neighbours = {(ip, mac) for ip, mac in before.neighbours - want.neighbours
+                           if keep_peer(peer_of.get(mac))}
+        want = replace(want, fdb=want.fdb | kept,
+                       neighbours=want.neighbours | kept_neighbours)
     result = Plan(before, want)
     if before is not None and before.identity() != want.identity():
         result.recreate = "; ".join(
@@ -206,14 +236,20 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
     if before is None:
         result.steps.append((f"create {want.lines()[0]}", lambda t: t.create(want)))
         before = Device(want.name, want.vni, want.port, want.local, want.underlay_interface,
-                        mtu=want.mtu, up=False)
+                        mtu=want.mtu, up=False, mac=want.mac)
     steps = result.steps
+    for ip, mac in sorted(before.neighbours - want.neighbours, key=_neighbour_key):
+        steps.append((f"remove neigh {ip} lladdr {mac}",
+                      lambda t, i=ip, m=mac: t.neighbour("del", i, m)))
     for cidr in sorted(before.addresses - want.addresses, key=_cidr_key):
         steps.append((f"remove address {cidr}", lambda t, c=cidr: t.address("del", c)))
     for mac, dst in sorted(before.fdb - want.fdb, key=_fdb_key):
         steps.append((f"remove fdb {mac} dst {dst}", lambda t, m=mac, d=dst: t.fdb("del", m, d)))
     if before.mtu != want.mtu:
         steps.append((f"set mtu {before.mtu} -> {want.mtu}", lambda t: t.set(mtu=want.mtu)))
+    if want.mac is not None and before.mac != want.mac:
+        steps.append((f"set address {want.mac} (was {before.mac})",
+                      lambda t: t.set(address=want.mac)))
     if before.learning != want.learning:
         steps.append(("set learning (was nolearning)",
                       lambda t: t.set(kind="vxlan", vxlan_learning=1)))
@@ -224,10 +260,15 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
         steps.append((f"add address {cidr}", lambda t, c=cidr: t.address("add", c)))
     for mac, dst in sorted(want.fdb - before.fdb, key=_fdb_key):
         steps.append((f"add fdb {mac} dst {dst}", lambda t, m=mac, d=dst: t.fdb("append", m, d)))
+    for ip, mac in sorted(want.neighbours - before.neighbours, key=_neighbour_key):
+        steps.append((f"add neigh {ip} lladdr {mac}",
+                      lambda t, i=ip, m=mac: t.neighbour("replace", i, m)))
     if not before.up:
         steps.append(("set up", lambda t: t.set(state="up")))
     if want.bridge is None:  # not managed: report what it is
-        result.after = replace(want, bridge=before.bridge)
+        result.after = replace(result.after, bridge=before.bridge)
+    if want.mac is None:
+        result.after = replace(result.after, mac=before.mac)
     return result
 
 
@@ -255,7 +296,7 @@ class _Target:
         self.ipr.link("add", ifname=want.name, kind="vxlan", vxlan_id=want.vni,
                       vxlan_port=want.port, vxlan_learning=1,
                       vxlan_link=self.index_of(want.underlay_interface), mtu=want.mtu,
-                      **{local: want.local})
+                      **{local: want.local}, **({"address": want.mac} if want.mac else {}))
 
     def set(self, **attrs) -> None:
         self.ipr.link("set", index=self.index, **attrs)
@@ -267,6 +308,10 @@ class _Target:
     def fdb(self, command: str, mac: str, dst: str) -> None:
         self.ipr.fdb(command, ifindex=self.index, lladdr=mac, dst=dst,
                      state=_NUD_PERMANENT_NOARP, flags=_NTF_SELF)
+
+    def neighbour(self, command: str, ip: str, mac: str) -> None:
+        self.ipr.neigh(command, ifindex=self.index, dst=ip, lladdr=mac, state=_NUD_PERMANENT,
+                       family=socket.AF_INET if inet.version(ip) == 4 else socket.AF_INET6)
 
 
 def validate(params: dict) -> None:
@@ -294,11 +339,15 @@ def validate(params: dict) -> None:
                 raise ValueError
         except ValueError:
             raise VxlanError(f"addresses[{i}]: {cidr!r} is not address/prefix") from None
+    if params["mac"] is not None:
+        _unicast_mac("mac", params["mac"])
     for i, entry in enumerate(params["macs"]):
         if entry["peer"] not in params["peers"]:
             raise VxlanError(f"macs[{i}].peer: {entry['peer']} is not one of peers")
-        if not _MAC.fullmatch(entry["mac"]):
-            raise VxlanError(f"macs[{i}].mac: {entry['mac']!r} is not a MAC address")
+        _unicast_mac(f"macs[{i}].mac", entry["mac"])
+    for i, entry in enumerate(params["neighbours"]):
+        _family(f"neighbours[{i}].address", entry["address"])
+        _unicast_mac(f"neighbours[{i}].mac", entry["mac"])
 
 
 def normalise(params: dict) -> dict:
@@ -309,6 +358,9 @@ def normalise(params: dict) -> dict:
     p["retain"] = {inet.spelled(a) for a in p["retain"]}
     p["addresses"] = [str(ipaddress.ip_interface(c)) for c in p["addresses"]]
     p["macs"] = [{"mac": m["mac"].lower(), "peer": inet.spelled(m["peer"])} for m in p["macs"]]
+    p["mac"] = p["mac"].lower() if p["mac"] else None
+    p["neighbours"] = [{"address": inet.spelled(n["address"]), "mac": n["mac"].lower()}
+                       for n in p["neighbours"]]
     return p
 
 
@@ -317,6 +369,11 @@ def _family(label: str, text: str) -> int:
         return inet.version(text)
     except ValueError:
         raise VxlanError(f"{label}: {text!r} is not an IP address") from None
+
+
+def _unicast_mac(label: str, text: str) -> None:
+    if not _MAC.fullmatch(text) or int(text[:2], 16) & 1 or text == ALL_ZEROS:
+        raise VxlanError(f"{label}: {text!r} is not a unicast MAC address")
 
 
 def _link_local(address: str | None) -> bool:
@@ -332,6 +389,10 @@ def _fdb_key(entry: tuple[str, str]):
     return inet.key(entry[1]), entry[0]
 
 
+def _neighbour_key(entry: tuple[str, str]):
+    return inet.key(entry[0]), entry[1]
+
+
 ARGUMENT_SPEC = {
     "name": {"type": "str", "required": True},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
@@ -345,6 +406,11 @@ ARGUMENT_SPEC = {
     "macs": {"type": "list", "elements": "dict", "default": [], "options": {
         "mac": {"type": "str", "required": True},
         "peer": {"type": "str", "required": True},
+    }},
+    "mac": {"type": "str"},
+    "neighbours": {"type": "list", "elements": "dict", "default": [], "options": {
+        "address": {"type": "str", "required": True},
+        "mac": {"type": "str", "required": True},
     }},
     "bridge": {"type": "str"},
     **arguments.RETAIN_AND_PURGE,

@@ -5,19 +5,27 @@ short_description: The VXLAN device of an encrypted fast datapath mesh
 description:
   - Converges one VXLAN device per mesh (VNI, UDP tunnel port, local underlay address),
     one all-zeros FDB entry per peer (head-end replication, so that broadcast and not yet
-    learned frames go to every peer), optional per-peer MAC entries, the overlay addresses,
-    an optional bridge the device is enslaved to, and the MTU; then sets the device up.
+    learned frames go to every peer), the overlay addresses, an optional bridge the device is
+    enslaved to, and the MTU; then sets the device up.
+  - Optionally also the device's MAC address (O(mac)), permanent FDB entries for overlay MACs
+    behind a peer (O(macs)) and permanent ARP/NDP entries for overlay addresses (O(neighbours)).
+    The weave.fastdp.mesh role declares all three for every peer (each host's MAC is derived
+    from the mesh name and its underlay address), so traffic between the hosts' overlay
+    addresses never waits for ARP and never floods to every peer, even after an idle spell
+    long enough for learned entries to age out (300 s).
   - The device learns which peer an overlay MAC address is behind from the frames it receives
     (the mesh's guards let VXLAN in only over ESP from a peer), so unicast frames go to that
     peer alone instead of to every peer. Learned FDB entries are the kernel's own, never
     reported as a change nor removed. A device made without learning (by an earlier version)
-    learns from the next run on, in place.
+    learns from the next run on, in place. Neighbours the kernel resolved itself are not
+    this module's either; a permanent one on the device that is not declared is removed like an
+    FDB entry (see O(purge)).
   - The default MTU leaves room for VXLAN (50 bytes over IPv4, 70 over IPv6) and the worst case
     of ESP (34 bytes), rounded down to a multiple of 4; an underlay MTU of 1500 gives 1416 over
     IPv4. A larger O(mtu) is refused with the largest allowed value.
-  - The MTU, addresses, master and FDB entries change in place. A change of VNI, port, local
-    address or underlay interface recreates the device (briefly interrupting the overlay); the
-    result says so in RV(recreated) and RV(changes).
+  - The MTU, MAC address, addresses, master, FDB and neighbour entries change in place. A
+    change of VNI, port, local address or underlay interface recreates the device (briefly
+    interrupting the overlay); the result says so in RV(recreated) and RV(changes).
   - Only the device named O(name) is ever touched; a device of that name that is not VXLAN is
     refused. Underlays may be IPv4 or IPv6.
 version_added: 0.1.0
@@ -75,14 +83,33 @@ options:
         description: The peer's underlay address (one of O(peers)).
         type: str
         required: true
+  mac:
+    description: The device's MAC address (unicast); unset, the kernel's random one is kept.
+    type: str
+  neighbours:
+    description: Permanent ARP (IPv4) or NDP (IPv6) entries on the device, a peer's overlay
+      address and the MAC of its device.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      address:
+        description: The peer's overlay address, without prefix.
+        type: str
+        required: true
+      mac:
+        description: The MAC address of the peer's device.
+        type: str
+        required: true
   retain:
-    description: Underlay addresses of peers outside this run (C(--limit)); their FDB entries
-      are left as they are.
+    description: Underlay addresses of peers outside this run (C(--limit)); their FDB entries,
+      and the neighbours whose MAC is behind them, are left as they are.
     type: list
     elements: str
     default: []
   purge:
-    description: Remove FDB entries of peers that are neither in O(peers) nor in O(retain).
+    description: Remove FDB entries of peers that are neither in O(peers) nor in O(retain),
+      and permanent neighbours that are not in O(neighbours) (unless behind a retained peer).
     type: bool
     default: true
   bridge:
@@ -113,16 +140,19 @@ EXAMPLES = r"""
     addresses: [203.0.113.1/24]
     peers: [198.51.100.12, 198.51.100.13]
 
-- name: Over an IPv6 underlay, with an explicit MTU and a static MAC entry
+- name: Over an IPv6 underlay, with an explicit MTU, and the peer's device known in advance
   weave.fastdp.vxlan:
     name: wf-six
     vni: 6
     local: 2001:db8::11
     mtu: 1280
+    mac: "02:00:00:00:00:11"
     addresses: [203.0.113.1/24]
     peers: [2001:db8::12]
     macs:
       - {mac: "02:00:00:00:00:12", peer: 2001:db8::12}
+    neighbours:
+      - {address: 203.0.113.2, mac: "02:00:00:00:00:12"}
 
 - name: Remove the device
   weave.fastdp.vxlan:
@@ -154,9 +184,12 @@ device:
     underlay_interface: {description: Underlay interface., type: str}
     mtu: {description: Overlay MTU., type: int}
     bridge: {description: Master bridge or null., type: str}
+    mac: {description: The device's MAC address., type: str}
     addresses: {description: Overlay addresses., type: list, elements: str}
     peers: {description: Peers with an all-zeros FDB entry., type: list, elements: str}
-    fdb: {description: 'Every FDB entry, {mac, peer}.', type: list, elements: dict}
+    fdb: {description: 'Every permanent FDB entry, {mac, peer}.', type: list, elements: dict}
+    neighbours: {description: 'Every permanent neighbour, {address, mac}.', type: list,
+                 elements: dict}
 max_mtu:
   description: The largest overlay MTU the underlay allows; null when O(state=absent).
   type: int
