@@ -31,6 +31,11 @@ def version(address: str) -> int:
     return 4 if len(packed(address)) == 4 else 6
 
 
+def family(address: str) -> int:
+    """The address family netlink messages carry for ``address``: AF_INET or AF_INET6."""
+    return socket.AF_INET if version(address) == 4 else socket.AF_INET6
+
+
 def spelled(address: str) -> str:
     """``address`` as the kernel's tools spell it (``2001:DB8:0::1`` -> ``2001:db8::1``)."""
     return text(packed(address))

@@ -1,5 +1,5 @@
-"""Reads of links, addresses, the default route, neighbours and one device's bridge FDB over a plain
-NETLINK_ROUTE socket (and the preflight's throwaway VXLAN device).
+"""Reads of links, addresses, the default route, one device's neighbours and its bridge FDB
+over a plain NETLINK_ROUTE socket (and the preflight's throwaway VXLAN device).
 
 pyroute2 decodes every attribute of every message, each message through an asyncio loop, and
 takes a tenth of a second to import: with a thousand FDB entries that was most of a vxlan
@@ -40,7 +40,7 @@ IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LEARNING = 1, 3, 4, 7
 IFLA_VXLAN_PORT, IFLA_VXLAN_LOCAL6 = 15, 17
 IFA_ADDRESS = 1
-NDA_DST, NDA_LLADDR = 1, 2
+NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
 NUD_PERMANENT = 0x80
 RTA_OIF, RTA_TABLE = 4, 15
 RT_TABLE_MAIN = 254
@@ -147,10 +147,12 @@ class Rtnl(Netlink):
         return [_decode_neighbour(msg) for msg in
                 self.request(RTM_GETNEIGH, NLM_F_DUMP, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0))]
 
-    def neighbours(self) -> list[Neighbour]:
-        """The ARP and NDP entries of every link of the namespace."""
+    def neighbours(self, index: int) -> list[Neighbour]:
+        """The ARP and NDP entries of the link ``index``: the kernel filters on NDA_IFINDEX
+        (a kernel without that filter sends every link's, so callers check the index too)."""
         return [_decode_neighbour(msg) for msg in
-                self.request(RTM_GETNEIGH, NLM_F_DUMP, ndmsg.pack(0, 0, 0, 0, 0))]
+                self.request(RTM_GETNEIGH, NLM_F_DUMP, ndmsg.pack(0, 0, 0, 0, 0)
+                             + attr(NDA_IFINDEX, u32.pack(index)))]
 
 
 def _u32(raw) -> int | None:

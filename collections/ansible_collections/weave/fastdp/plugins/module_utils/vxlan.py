@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from dataclasses import dataclass, field, replace
 
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments, inet
@@ -110,7 +109,8 @@ class Kernel:
         self.fdb, self.neighbours = [], []
         if found is not None:
             self.fdb = [n for n in rtnl.fdb(found.index) if n.ifindex == found.index]
-            self.neighbours = [n for n in rtnl.neighbours() if n.ifindex == found.index]
+            self.neighbours = [n for n in rtnl.neighbours(found.index)
+                               if n.ifindex == found.index]
 
     def link(self, name: str | None = None, index: int | None = None) -> Link | None:
         key = name if name is not None else index
@@ -311,7 +311,7 @@ class _Target:
 
     def neighbour(self, command: str, ip: str, mac: str) -> None:
         self.ipr.neigh(command, ifindex=self.index, dst=ip, lladdr=mac, state=_NUD_PERMANENT,
-                       family=socket.AF_INET if inet.version(ip) == 4 else socket.AF_INET6)
+                       family=inet.family(ip))
 
 
 def validate(params: dict) -> None:

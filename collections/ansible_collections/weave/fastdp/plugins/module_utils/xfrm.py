@@ -104,10 +104,6 @@ _NO_LIMITS = (XFRM_INF,) * 4
 
 # --- what the kernel holds, as values ------------------------------------------------------
 
-def _family(address: str) -> int:
-    return socket.AF_INET6 if inet.version(address) == 6 else socket.AF_INET
-
-
 def _pack_address(address: str) -> bytes:
     return inet.packed(address).ljust(16, b"\0")
 
@@ -130,7 +126,7 @@ class Selector:
 
     @classmethod
     def any(cls, family_of: str) -> Selector:
-        zero = "::" if _family(family_of) == socket.AF_INET6 else "0.0.0.0"
+        zero = "::" if inet.family(family_of) == socket.AF_INET6 else "0.0.0.0"
         return cls(zero, zero, 0, 0)
 
     def packed(self) -> tuple:
@@ -138,7 +134,7 @@ class Selector:
         return (_pack_address(self.dst), _pack_address(self.src),
                 socket.htons(self.dport), 0xFFFF if self.dport else 0,
                 socket.htons(self.sport), 0xFFFF if self.sport else 0,
-                _family(self.dst), self.dst_len, self.src_len, self.proto)
+                inet.family(self.dst), self.dst_len, self.src_len, self.proto)
 
     @classmethod
     def unpacked(cls, values: tuple) -> Selector:
@@ -198,7 +194,7 @@ def esp_transport_sa(*, src: str, dst: str, spi: int, reqid: int, aead: str, key
     only names the family. Raises XfrmError naming the field that is wrong."""
     for name, address in (("src", src), ("dst", dst)):
         inet.field(name, address, XfrmError)
-    if _family(src) != _family(dst):
+    if inet.family(src) != inet.family(dst):
         raise XfrmError(f"dst: {dst} is not of the same address family as src {src}")
     check_spi(spi)
     if aead not in AEAD_KEY_BYTES:
@@ -277,7 +273,7 @@ def encode_sa(sa: SA, algorithm: bytes | None = None) -> bytes:
         *(sa.selector or Selector.any(sa.dst)).packed(),
         _pack_address(sa.dst), socket.htonl(sa.spi), sa.proto, _pack_address(sa.src),
         *_NO_LIMITS, 0, 0, 0, 0,  # counters: bytes, packets, replay errors, integrity failures
-        sa.reqid, _family(sa.dst), _mode_number(sa.mode), 0 if sa.esn else sa.replay_window,
+        sa.reqid, inet.family(sa.dst), _mode_number(sa.mode), 0 if sa.esn else sa.replay_window,
         XFRM_STATE_ESN if sa.esn else 0)
     if algorithm is None:
         algorithm = attr(XFRMA_ALG_AEAD, xfrm_algo_aead.pack(
@@ -312,7 +308,7 @@ def decode_sa(body) -> SA:
 
 
 def encode_sa_id(sa: SA) -> bytes:
-    return (xfrm_usersa_id.pack(_pack_address(sa.dst), socket.htonl(sa.spi), _family(sa.dst),
+    return (xfrm_usersa_id.pack(_pack_address(sa.dst), socket.htonl(sa.spi), inet.family(sa.dst),
                                 sa.proto) + _mark_attr(sa.mark, sa.mask))
 
 
@@ -320,7 +316,7 @@ def encode_policy(policy: Policy) -> bytes:
     info = xfrm_userpolicy_info.pack(*policy.selector.packed(), *_NO_LIMITS, policy.priority,
                                      policy.index, _dir_number(policy.dir))
     templates = b"".join(
-        xfrm_user_tmpl.pack(_pack_address(t.dst), socket.htonl(t.spi), t.proto, _family(t.dst),
+        xfrm_user_tmpl.pack(_pack_address(t.dst), socket.htonl(t.spi), t.proto, inet.family(t.dst),
                             _pack_address(t.src), t.reqid, _mode_number(t.mode),
                             0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF)  # any algorithm
         for t in policy.templates)
