@@ -3,6 +3,7 @@ here; SAs do not (no ESP, no GCM), so xfrm_state must name what is missing, and 
 fail naming the field before anything changes."""
 
 import copy
+import json
 import subprocess
 
 import pytest
@@ -171,6 +172,25 @@ def test_xfrm_state_names_what_this_kernel_lacks(netns, receiver):
     chacha = run_module("xfrm_state", {**receiver, "cipher": "chacha20-poly1305"},
                         expect_failure=True)
     assert "the AEAD rfc7539esp(chacha20,poly1305)" in chacha["msg"]
+
+
+def test_a_real_run_records_each_peers_shared_secret_and_check_mode_records_nothing(netns, receiver):
+    from ansible_collections.weave.fastdp.plugins.module_utils import keys
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    h2 = receiver["peers"][0]
+    recorded = json.loads(_state_files(receiver)["shared-secrets.json"])
+    assert list(recorded["peers"]) == [h2["public_key"]]
+    files = _state_files(receiver)
+    h3 = {"name": "h3", "address": OTHER,
+          "public_key": keys.public_key_text(X25519PrivateKey.generate())}
+    run_module("nonces", {**{k: receiver[k] for k in ("mesh", "peer_name", "local_address",
+                                                      "password", "state_dir", "netns")},
+                          "epoch": 1, "peers": [{"name": p["name"], "public_key": p["public_key"]}
+                                                for p in (h2, h3)]}, check=True)
+    predicted = run_module("xfrm_state", {**receiver, "peers": [h2, h3]}, check=True)
+    assert predicted["changed"]
+    assert _state_files(receiver) == files
 
 
 @pytest.mark.parametrize(("change", "named"), [

@@ -83,6 +83,47 @@ def test_state_files_are_root_only(tmp_path):
     assert sorted(os.listdir(state.path)) == ["identity.key", "inbound.json"]
 
 
+class _NoExchange:
+    """A private key that fails any X25519 exchange: proves a session key came from the record."""
+
+    def exchange(self, _peer):
+        raise AssertionError("X25519 was computed again")
+
+
+def test_a_shared_secret_is_computed_once_per_peer_and_the_record_holds_no_password(tmp_path):
+    state = keys.StateDir(str(tmp_path / "state"))
+    private, peer = state.create_identity(), keys.public_key_text(X25519PrivateKey.generate())
+    first = state.sessions("pw")
+    assert first.key(peer) == keys.session_key(private, peer, "pw")
+    state.save_sessions(first)
+    record = (tmp_path / "state" / "shared-secrets.json").read_bytes()
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / "shared-secrets.json").st_mode) == 0o600
+    assert b"pw" not in record and first.key(peer).hex().encode() not in record
+
+    again = state.sessions("pw")
+    again.private = _NoExchange()
+    assert again.key(peer) == keys.session_key(private, peer, "pw")
+    assert again.key(peer) != state.sessions("another password").key(peer)
+
+
+@pytest.mark.parametrize("spoil", ["new identity", "damaged record"])
+def test_shared_secrets_of_another_identity_or_a_damaged_record_are_made_again(tmp_path, spoil):
+    state = keys.StateDir(str(tmp_path / "state"))
+    state.create_identity()
+    peer = keys.public_key_text(X25519PrivateKey.generate())
+    sessions = state.sessions("pw")
+    sessions.key(peer)
+    state.save_sessions(sessions)
+    if spoil == "new identity":
+        private = state.create_identity()
+    else:
+        private = state.identity()
+        (tmp_path / "state" / "shared-secrets.json").write_text("{not json")
+    again = state.sessions("pw")
+    assert again.known == {}
+    assert again.key(peer) == keys.session_key(private, peer, "pw") and again.learned
+
+
 def test_new_spi_avoids_reserved_and_used_values():
     in_use = set(range(0x100, 0x200))
     for _ in range(200):

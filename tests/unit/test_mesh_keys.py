@@ -13,19 +13,23 @@ def _peers():
     return {"a": X25519PrivateKey.generate(), "b": X25519PrivateKey.generate()}
 
 
+def _sessions(private):
+    return keys.Sessions(private, "pw", {})
+
+
 def _b_publishes_for_a(private, table, epochs):
-    return mesh_keys.publish(table, private=private["b"], password="pw", mesh="m", receiver="b",
+    return mesh_keys.publish(table, sessions=_sessions(private["b"]), mesh="m", receiver="b",
                              senders={"a": keys.public_key_text(private["a"])}, epochs=epochs)["a"]
 
 
 def _sa_pair(private, table, epoch):
     """(B's inbound SA from A, A's outbound SA to B) of ``epoch``."""
     inbound, _ = mesh_keys.inbound_sas(
-        table, private=private["b"], password="pw", local_name="b", local_address=B,
+        table, sessions=_sessions(private["b"]), local_name="b", local_address=B,
         peers=[{"name": "a", "address": A, "public_key": keys.public_key_text(private["a"])}],
         epochs=[epoch])
     outbound, _ = mesh_keys.outbound_sas(
-        private=private["a"], password="pw", mesh="m", local_name="a", local_address=A,
+        sessions=_sessions(private["a"]), mesh="m", local_name="a", local_address=A,
         peers=[{"name": "b", "address": B, "public_key": keys.public_key_text(private["b"]),
                 "published": _b_publishes_for_a(private, table, [epoch])}],
         epochs=[epoch])

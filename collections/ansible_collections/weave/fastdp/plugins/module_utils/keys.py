@@ -41,8 +41,33 @@ def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> byt
 
 
 def session_key(private: X25519PrivateKey, peer_public: str, password: str) -> bytes:
-    shared = private.exchange(decode_public_key(peer_public))
+    return _with_password(private.exchange(decode_public_key(peer_public)), password)
+
+
+def _with_password(shared: bytes, password: str) -> bytes:
     return hashlib.sha256(shared + password.encode()).digest()
+
+
+class Sessions:
+    """This host's session keys with its peers (``session_key``), each X25519 shared secret
+    computed once per peer public key and then kept in the state directory.
+
+    X25519 is most of what a run that changes nothing spends at 1000 peers (it must derive
+    every key to compare it with the kernel's). A shared secret is no more than
+    ``identity.key`` beside it can make again, and no password-derived value is kept."""
+
+    def __init__(self, private: X25519PrivateKey, password: str, known: dict[str, str]):
+        self.private, self.password = private, password
+        self.known = known  # peer public key (base64) -> shared secret (hex)
+        self.learned = False
+
+    def key(self, peer_public: str) -> bytes:
+        shared = self.known.get(peer_public)
+        if shared is None:
+            shared = self.private.exchange(decode_public_key(peer_public)).hex()
+            self.known[peer_public] = shared
+            self.learned = True
+        return _with_password(bytes.fromhex(shared), self.password)
 
 
 def sa_key(session: bytes, nonce: bytes, receiver: str) -> bytes:
@@ -100,6 +125,7 @@ class StateDir:
     """The host's root-only state directory (0700; files 0600).
 
     identity.key     raw X25519 private key
+    shared-secrets.json  {"identity": own public key, "peers": {"<peer public key>": hex}}
     inbound.json     {"epochs": {"<epoch>": {"<sender>": {"spi": int, "nonce": hex}}}}
     inbound-half.json  {"fingerprint": hex, "steps": {"<step>": options without password}}
     """
@@ -130,6 +156,28 @@ class StateDir:
         )
         self._write("identity.key", raw)
         return private
+
+    def sessions(self, password: str) -> Sessions | None:
+        """Session keys under this host's identity (None without one). Shared secrets recorded
+        under another identity, or unreadable, are made again."""
+        private = self.identity()
+        if private is None:
+            return None
+        try:
+            with open(self._file("shared-secrets.json")) as f:
+                recorded = json.load(f)
+        except (FileNotFoundError, ValueError):
+            recorded = {}
+        own = public_key_text(private)
+        known = dict(recorded.get("peers", {})) if recorded.get("identity") == own else {}
+        return Sessions(private, password, known)
+
+    def save_sessions(self, sessions: Sessions | None) -> None:
+        """Record the shared secrets a run has newly made (nothing if it made none)."""
+        if sessions is not None and sessions.learned:
+            record = {"identity": public_key_text(sessions.private), "peers": sessions.known}
+            self._write("shared-secrets.json", json.dumps(record, sort_keys=True).encode())
+            sessions.learned = False
 
     def inbound(self) -> dict:
         try:

@@ -70,12 +70,12 @@ def ensure_nonces(table: dict, *, epoch: int, senders: dict[str, int | None], re
     return {"epochs": {e: peers for e, peers in epochs.items() if peers}}, changes
 
 
-def publish(table: dict, *, private, password: str, mesh: str, receiver: str,
+def publish(table: dict, *, sessions: keys.Sessions, mesh: str, receiver: str,
             senders: dict[str, str], epochs: list[int]) -> dict:
     """For each sender (name -> public key): its entries [{epoch, spi, sealed_nonce}]."""
     published = {}
     for sender, public_key in senders.items():
-        session = keys.session_key(private, public_key, password)
+        session = sessions.key(public_key)
         entries = []
         for epoch in sorted(epochs):
             entry = table["epochs"].get(str(epoch), {}).get(sender)
@@ -97,11 +97,11 @@ class DerivedSA:
     key: bytes
 
 
-def inbound_sas(table, *, private, password, local_name, local_address, peers, epochs):
+def inbound_sas(table, *, sessions, local_name, local_address, peers, epochs):
     """SAs from each peer into this host, for each wanted epoch whose nonce exists."""
     derived, pending = [], []
     for peer in peers:
-        session = keys.session_key(private, peer["public_key"], password)
+        session = sessions.key(peer["public_key"])
         for epoch in epochs:
             entry = table["epochs"].get(str(epoch), {}).get(peer["name"])
             if entry is None:
@@ -113,11 +113,11 @@ def inbound_sas(table, *, private, password, local_name, local_address, peers, e
     return derived, pending
 
 
-def outbound_sas(*, private, password, mesh, local_name, local_address, peers, epochs):
+def outbound_sas(*, sessions, mesh, local_name, local_address, peers, epochs):
     """SAs from this host to each peer, for each wanted epoch the peer has published."""
     derived, pending = [], []
     for peer in peers:
-        session = keys.session_key(private, peer["public_key"], password)
+        session = sessions.key(peer["public_key"])
         published = {e["epoch"]: e for e in peer.get("published") or []}
         for epoch in epochs:
             entry = published.get(epoch)

@@ -127,7 +127,7 @@ def check_mesh(*, local_address, peers, retain, password, replay_window) -> None
         inet.field(f"retain[{i}]", address, XfrmError)
 
 
-def wanted_sas(*, direction, table, private, password, mesh, peer_name, local_address, peers,
+def wanted_sas(*, direction, table, sessions, mesh, peer_name, local_address, peers,
                epoch, retire, reqid, aead, replay_window) -> list[WantedSA]:
     """The SAs of one direction this host must have, keys derived here (mesh_keys).
 
@@ -143,15 +143,14 @@ def wanted_sas(*, direction, table, private, password, mesh, peer_name, local_ad
         epochs = sorted(kept | ({epoch} if epoch is not None else set()))
         if retire and direction == "outbound":
             epochs = epochs[-1:]
-        if private is None or not peer.get("public_key"):
+        if sessions is None or not peer.get("public_key"):
             wanted += [WantedSA(peer["name"], e, None) for e in epochs]
             continue
         derive = mesh_keys.inbound_sas if direction == "inbound" else mesh_keys.outbound_sas
         args = {"table": table} if direction == "inbound" else {"mesh": mesh}
         try:
-            derived, pending = derive(**args, private=private, password=password,
-                                      local_name=peer_name, local_address=local_address,
-                                      peers=[peer], epochs=epochs)
+            derived, pending = derive(**args, sessions=sessions, local_name=peer_name,
+                                      local_address=local_address, peers=[peer], epochs=epochs)
         except keys.KeyMaterialError as exc:
             raise XfrmError(f"peers[{i}] ({peer['name']}): {exc}") from None
         where = "state_dir" if direction == "inbound" else f"peers[{i}].published"
@@ -353,7 +352,7 @@ def converge_nonces(module, p: dict) -> dict:
     """The nonces module's step: this epoch's nonce and inbound SPI per sender, published sealed."""
     state = keys.StateDir(p["state_dir"])
     try:
-        private = state.identity()
+        sessions = state.sessions(p["password"])
         before = state.inbound()
         table, changes = mesh_keys.ensure_nonces(
             before, epoch=p["epoch"], retain=p["retain"],
@@ -365,12 +364,14 @@ def converge_nonces(module, p: dict) -> dict:
         elif changes:
             state.save_inbound(table)
         published = {}
-        if private is not None:
+        if sessions is not None:
             published = mesh_keys.publish(
-                table, private=private, password=p["password"], mesh=p["mesh"],
+                table, sessions=sessions, mesh=p["mesh"],
                 receiver=p["peer_name"], epochs=sorted(int(e) for e in table["epochs"]),
                 senders={peer["name"]: peer["public_key"] for peer in p["peers"]
                          if peer["public_key"]})
+            if not module.check_mode:
+                state.save_sessions(sessions)
     except (keys.KeyMaterialError, mesh_keys.MeshError, XfrmError, NetnsError) as exc:
         raise arguments.Failed(str(exc)) from exc
     epochs = sorted(int(e) for e in table["epochs"])
@@ -411,15 +412,16 @@ SA_REQUIRED_IF = [("state", "present", SA_REQUIRED_WHEN_PRESENT)]
 
 def converge_sas(module, p: dict) -> dict:
     """The xfrm_state module's step: this mesh's SAs of one direction (or all of them absent)."""
-    wanted, pending = [], []
+    wanted, pending, sessions = [], [], None
     try:
         if p["state"] == "present":
             check_mesh(local_address=p["local_address"], peers=p["peers"], retain=p["retain"],
                        password=p["password"], replay_window=p["replay_window"])
             state = keys.StateDir(p["state_dir"])
+            sessions = state.sessions(p["password"])
             wanted = wanted_sas(
-                direction=p["direction"], table=state.inbound(), private=state.identity(),
-                password=p["password"], mesh=p["mesh"], peer_name=p["peer_name"],
+                direction=p["direction"], table=state.inbound(), sessions=sessions,
+                mesh=p["mesh"], peer_name=p["peer_name"],
                 local_address=p["local_address"], peers=p["peers"], epoch=p["epoch"],
                 retire=p["retire"], reqid=p["reqid"], aead=CIPHERS[p["cipher"]],
                 replay_window=p["replay_window"])
@@ -434,6 +436,8 @@ def converge_sas(module, p: dict) -> dict:
             pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
             if not module.check_mode:
                 apply(xfrm, changes)
+                if sessions is not None:
+                    state.save_sessions(sessions)
                 for item in pending:
                     module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
                 changes = [c for c in changes if c.before or c.after]
