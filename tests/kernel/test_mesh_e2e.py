@@ -67,14 +67,19 @@ def xfrm_states(lab, host) -> list[dict]:
 
 
 def secrets_of(lab) -> dict[str, str]:
-    """Every secret of the mesh, by what it is: the password, each host's private key, each
-    nonce and each SA key (hex and base64 forms)."""
+    """Every secret of the mesh, by what it is: the password, each host's private key and
+    shared secrets, each nonce and each SA key (hex and base64 forms)."""
     found = {"password": lab.password}
     for h in mesh_hosts(lab):
         state = lab.state_dir(h)
         raw = (state / "identity.key").read_bytes()
         found[f"{h.name} private key hex"] = raw.hex()
         found[f"{h.name} private key base64"] = base64.b64encode(raw).decode()
+        shared = json.loads((state / "shared-secrets.json").read_text())["peers"]
+        for peer_public, secret in shared.items():
+            found[f"{h.name} shared secret with {peer_public} hex"] = secret
+            found[f"{h.name} shared secret with {peer_public} base64"] = (
+                base64.b64encode(bytes.fromhex(secret)).decode())
         table = json.loads((state / "inbound.json").read_text())
         for epoch, peers in table["epochs"].items():
             for sender, entry in peers.items():
@@ -114,6 +119,7 @@ def test_converge_log_holds_no_secret(mesh):
     log = mesh.first_converge.output
     secrets = secrets_of(mesh)
     assert sum(what.startswith("SA key") for what in secrets) == 2 * 6, "both forms, each direction"
+    assert sum(" shared secret " in what for what in secrets) == 2 * 6, "both forms, each pair end"
     leaked = [what for what, value in secrets.items() if value and value in log]
     assert leaked == []
 
