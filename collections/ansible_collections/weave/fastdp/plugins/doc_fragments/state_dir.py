@@ -5,7 +5,10 @@ options:
     description:
       - The host's root-only state directory (mode 0700, files 0600) that keeps its X25519
         private key and, per key epoch, the nonces and SPIs of its inbound SAs.
-      - The private key never leaves it; nonces leave it only sealed for the peer they serve.
+      - It also keeps the X25519 shared secret with each peer public key seen (no more than the
+        private key beside it can make), so a run that changes nothing does no X25519.
+      - The private key and shared secrets never leave it; nonces leave it only sealed for the
+        peer they serve.
     type: path
     default: /var/lib/weave-fastdp
 """
