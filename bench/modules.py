@@ -24,7 +24,9 @@ ranges hold fewer than 1000 hosts, so every size uses the IPv6 underlay), per mo
 xfrm_state needs ESP, which only the guest kernel has: the guest is booted ONCE
 (lab.guest.run_in_guest) for every size; in it the host's identity and its inbound nonces
 for N synthetic peers are made with the module_utils (keys.StateDir, mesh_keys.ensure_nonces),
-and the inbound converge, no-op, ``ip xfrm state`` and backend are timed the same way.
+and the inbound converge, no-op, ``ip xfrm state`` and backend are timed the same way; then the
+backend once more with no shared secret recorded (what a no-op costs before the converge
+recorded them: X25519 for every peer).
 Python in the guest is 20-40x slower than on the host: compare within the guest only.
 
 Medians over --reps repetitions (the machine is shared and noisy). Prints a table, writes
@@ -280,7 +282,7 @@ def _median(rows: list[dict], key: str):
 
 def summarise(n: int, module: str, rows: list[dict], floors: list[dict], where: str) -> dict:
     keys_ = ("converge", "noop", "converge_cpu", "noop_cpu", "raw", "raw_cpu", "netlink_dump",
-             "backend_noop", "backend_noop_cpu", "setup")
+             "backend_noop", "backend_noop_cpu", "backend_noop_unrecorded", "setup")
     med = {k: _median(rows, k) for k in keys_}
     floor = statistics.median(f["seconds"] for f in floors)
     floor_cpu = statistics.median(f["cpu"] for f in floors)
@@ -291,6 +293,8 @@ def summarise(n: int, module: str, rows: list[dict], floors: list[dict], where: 
             "ratio_noop_raw": med["noop"] / med["raw"],
             "ratio_noop_raw_cpu": med["noop_cpu"] / med["raw_cpu"] if med["raw_cpu"] else None,
             "ratio_backend_raw": med["backend_noop"] / med["raw"],
+            **({"ratio_backend_unrecorded_raw": med["backend_noop_unrecorded"] / med["raw"]}
+               if med["backend_noop_unrecorded"] is not None else {}),
             "converge_ms_per_peer": med["converge"] / n * 1000,
             "converge_cpu_ms_per_peer": med["converge_cpu"] / n * 1000,
             "converge_cpu_above_floor_ms_per_peer": (med["converge_cpu"] - floor_cpu) / n * 1000,
@@ -332,6 +336,10 @@ def guest_state(sizes: list[int], reps: int, out: Path) -> None:
                 args = state_args(n, ns, state_dir)
                 setup = time.perf_counter() - started
                 row = {**one_size("xfrm_state", args, ns, 3), "setup": setup}
+                # the same no-op before any shared secret is recorded (a new identity, or the
+                # first run of a version that records them): X25519 for every peer
+                os.unlink(os.path.join(state_dir, "shared-secrets.json"))
+                row["backend_noop_unrecorded"] = timed(backend("xfrm_state", args), 3)[0]
                 samples.append(row)
                 log_row("guest", "xfrm_state", n, f"rep {rep + 1}/{reps}", row)
             finally:
@@ -373,6 +381,12 @@ def print_table(result: dict) -> None:
           + "; ".join(f"{m}: {t}" for m, t in RAW.items()))
     print("backend = the module's own functions in-process for the no-op (dump + plan), "
           "without Python start, imports and AnsibleModule")
+    unrecorded = [r for r in result["rows"] if "backend_noop_unrecorded_s" in r]
+    if unrecorded:
+        print("xfrm_state backend no-op before any shared secret is recorded (X25519 per peer): "
+              + ", ".join(f"{r['peers']} peers {r['backend_noop_unrecorded_s']:.4f} s "
+                          f"(ratio {r['ratio_backend_unrecorded_raw']:.2f})"
+                          for r in sorted(unrecorded, key=lambda r: r["peers"])))
 
 
 def plot(result: dict, path: Path) -> None:
