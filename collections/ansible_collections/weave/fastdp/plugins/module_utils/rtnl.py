@@ -143,16 +143,18 @@ class Rtnl(Netlink):
                      + attr(IFLA_LINKINFO, info))
 
     def fdb(self, index: int) -> list[Neighbour]:
-        """The bridge FDB of the link ``index`` alone (the kernel filters on the index)."""
-        return [_decode_neighbour(msg) for msg in
-                self.request(RTM_GETNEIGH, NLM_F_DUMP, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0))]
+        """The bridge FDB of the link ``index`` alone."""
+        return self._entries_of(index, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0))
 
     def neighbours(self, index: int) -> list[Neighbour]:
-        """The ARP and NDP entries of the link ``index``: the kernel filters on NDA_IFINDEX
-        (a kernel without that filter sends every link's, so callers check the index too)."""
-        return [_decode_neighbour(msg) for msg in
-                self.request(RTM_GETNEIGH, NLM_F_DUMP, ndmsg.pack(0, 0, 0, 0, 0)
-                             + attr(NDA_IFINDEX, u32.pack(index)))]
+        """The ARP and NDP entries of the link ``index`` alone."""
+        return self._entries_of(index, ndmsg.pack(0, 0, 0, 0, 0) + attr(NDA_IFINDEX, u32.pack(index)))
+
+    def _entries_of(self, index: int, request: bytes) -> list[Neighbour]:
+        """A neighbour dump the kernel filters on the link ``index``; a kernel without that
+        filter sends every link's entries, so they are checked here too."""
+        return [n for n in map(_decode_neighbour, self.request(RTM_GETNEIGH, NLM_F_DUMP, request))
+                if n.ifindex == index]
 
 
 def _u32(raw) -> int | None:

@@ -108,9 +108,7 @@ class Kernel:
         found = self.link(name)
         self.fdb, self.neighbours = [], []
         if found is not None:
-            self.fdb = [n for n in rtnl.fdb(found.index) if n.ifindex == found.index]
-            self.neighbours = [n for n in rtnl.neighbours(found.index)
-                               if n.ifindex == found.index]
+            self.fdb, self.neighbours = rtnl.fdb(found.index), rtnl.neighbours(found.index)
 
     def link(self, name: str | None = None, index: int | None = None) -> Link | None:
         key = name if name is not None else index
