@@ -22,6 +22,10 @@ RFC5869_SHA256 = [  # (IKM, salt, info, L, OKM) of RFC 5869 appendix A, test cas
 ]
 
 
+def _session(private, peer_public, password):
+    return keys.session_key(keys.shared_secret(private, peer_public), password)
+
+
 @pytest.mark.parametrize("ikm,salt,info,length,okm", RFC5869_SHA256)
 def test_hkdf_matches_rfc5869_sha256_vectors(ikm, salt, info, length, okm):
     derived = keys.hkdf_sha256(bytes.fromhex(ikm), bytes.fromhex(salt), bytes.fromhex(info), length)
@@ -35,15 +39,15 @@ def _pair():
 def test_key_of_direction_a_to_b_is_the_same_on_a_and_on_b():
     a, b = _pair()
     nonce = os.urandom(32)
-    on_a = keys.sa_key(keys.session_key(a, keys.public_key_text(b), "pw"), nonce, "b")
-    on_b = keys.sa_key(keys.session_key(b, keys.public_key_text(a), "pw"), nonce, "b")
+    on_a = keys.sa_key(_session(a, keys.public_key_text(b), "pw"), nonce, "b")
+    on_b = keys.sa_key(_session(b, keys.public_key_text(a), "pw"), nonce, "b")
     assert on_a == on_b
     assert len(on_a) == 36
 
 
 def test_the_two_directions_and_a_new_epoch_nonce_give_different_keys():
     a, b = _pair()
-    session = keys.session_key(a, keys.public_key_text(b), "pw")
+    session = _session(a, keys.public_key_text(b), "pw")
     nonce, next_epoch_nonce = os.urandom(32), os.urandom(32)
     a_to_b = keys.sa_key(session, nonce, "b")
     assert keys.sa_key(session, nonce, "a") != a_to_b
@@ -52,14 +56,14 @@ def test_the_two_directions_and_a_new_epoch_nonce_give_different_keys():
 
 def test_the_password_is_part_of_the_session_key():
     a, b = _pair()
-    assert keys.session_key(a, keys.public_key_text(b), "pw") != keys.session_key(
+    assert _session(a, keys.public_key_text(b), "pw") != _session(
         a, keys.public_key_text(b), "other")
 
 
 def test_a_sealed_nonce_opens_only_for_the_same_pair_password_and_spi():
     a, b = _pair()
-    on_b = keys.session_key(b, keys.public_key_text(a), "pw")
-    on_a = keys.session_key(a, keys.public_key_text(b), "pw")
+    on_b = _session(b, keys.public_key_text(a), "pw")
+    on_a = _session(a, keys.public_key_text(b), "pw")
     nonce = os.urandom(32)
     where = {"mesh": "m", "epoch": 1, "sender": "a", "receiver": "b", "spi": 0x1234}
     sealed = keys.seal_nonce(on_b, nonce, **where)
@@ -67,7 +71,7 @@ def test_a_sealed_nonce_opens_only_for_the_same_pair_password_and_spi():
     assert keys.open_nonce(on_a, sealed, **where) == nonce
     with pytest.raises(keys.KeyMaterialError, match="does not open"):
         keys.open_nonce(on_a, sealed, **{**where, "spi": 0x1235})
-    wrong_password = keys.session_key(a, keys.public_key_text(b), "not-pw")
+    wrong_password = _session(a, keys.public_key_text(b), "not-pw")
     with pytest.raises(keys.KeyMaterialError, match="does not open"):
         keys.open_nonce(wrong_password, sealed, **where)
 
@@ -94,7 +98,7 @@ def test_a_shared_secret_is_computed_once_per_peer_and_the_record_holds_no_passw
     state = keys.StateDir(str(tmp_path / "state"))
     private, peer = state.create_identity(), keys.public_key_text(X25519PrivateKey.generate())
     first = state.sessions("pw")
-    assert first.key(peer) == keys.session_key(private, peer, "pw")
+    assert first.key(peer) == _session(private, peer, "pw")
     state.save_sessions(first)
     record = (tmp_path / "state" / "shared-secrets.json").read_bytes()
     assert stat.S_IMODE(os.stat(tmp_path / "state" / "shared-secrets.json").st_mode) == 0o600
@@ -102,7 +106,7 @@ def test_a_shared_secret_is_computed_once_per_peer_and_the_record_holds_no_passw
 
     again = state.sessions("pw")
     again.private = _NoExchange()
-    assert again.key(peer) == keys.session_key(private, peer, "pw")
+    assert again.key(peer) == _session(private, peer, "pw")
     assert again.key(peer) != state.sessions("another password").key(peer)
 
 
@@ -121,7 +125,7 @@ def test_shared_secrets_of_another_identity_or_a_damaged_record_are_made_again(t
         (tmp_path / "state" / "shared-secrets.json").write_text("{not json")
     again = state.sessions("pw")
     assert again.known == {}
-    assert again.key(peer) == keys.session_key(private, peer, "pw") and again.learned
+    assert again.key(peer) == _session(private, peer, "pw") and again.learned
 
 
 def test_new_spi_avoids_reserved_and_used_values():

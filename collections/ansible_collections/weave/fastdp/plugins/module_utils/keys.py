@@ -40,17 +40,17 @@ def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> byt
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
-def session_key(private: X25519PrivateKey, peer_public: str, password: str) -> bytes:
-    return _with_password(private.exchange(decode_public_key(peer_public)), password)
+def shared_secret(private: X25519PrivateKey, peer_public: str) -> bytes:
+    return private.exchange(decode_public_key(peer_public))
 
 
-def _with_password(shared: bytes, password: str) -> bytes:
+def session_key(shared: bytes, password: str) -> bytes:
     return hashlib.sha256(shared + password.encode()).digest()
 
 
 class Sessions:
-    """This host's session keys with its peers (``session_key``), each X25519 shared secret
-    computed once per peer public key and then kept in the state directory.
+    """This host's session keys with its peers, each X25519 shared secret computed once per
+    peer public key and then kept in the state directory.
 
     X25519 is most of what a run that changes nothing spends at 1000 peers (it must derive
     every key to compare it with the kernel's). A shared secret is no more than
@@ -64,10 +64,10 @@ class Sessions:
     def key(self, peer_public: str) -> bytes:
         shared = self.known.get(peer_public)
         if shared is None:
-            shared = self.private.exchange(decode_public_key(peer_public)).hex()
+            shared = shared_secret(self.private, peer_public).hex()
             self.known[peer_public] = shared
             self.learned = True
-        return _with_password(bytes.fromhex(shared), self.password)
+        return session_key(bytes.fromhex(shared), self.password)
 
 
 def sa_key(session: bytes, nonce: bytes, receiver: str) -> bytes:
@@ -172,9 +172,9 @@ class StateDir:
         known = dict(recorded.get("peers", {})) if recorded.get("identity") == own else {}
         return Sessions(private, password, known)
 
-    def save_sessions(self, sessions: Sessions | None) -> None:
+    def save_sessions(self, sessions: Sessions) -> None:
         """Record the shared secrets a run has newly made (nothing if it made none)."""
-        if sessions is not None and sessions.learned:
+        if sessions.learned:
             record = {"identity": public_key_text(sessions.private), "peers": sessions.known}
             self._write("shared-secrets.json", json.dumps(record, sort_keys=True).encode())
             sessions.learned = False
