@@ -203,6 +203,10 @@ def test_a_real_run_records_each_peers_shared_secret_and_check_mode_records_noth
     ({"peers": [{"name": "h2", "address": LOCAL}]}, "peers[0].address: 198.51.100.11 (h2) is this host's own"),
     ({"peers": [{"name": "h2", "address": PEER}, {"name": "h2", "address": OTHER}]},
      "peers[1].name: h2 is declared twice"),
+    ({"peers": [{"name": "h2", "address": "2001:db8::12"}]},
+     "peers[0].address: 2001:db8::12 is not of the address family of local_address"),
+    ({"peers": [{"name": "h2", "address": PEER, "public_key": "not base64"}]},
+     "peers[0] (h2): not a base64 X25519 public key"),
     ({"peers": [{"name": "h2", "address": PEER, "published": [{"epoch": 1, "spi": 200}]}]},
      "peers[0].published[0].spi: "),
     ({"direction": "outbound", "peers": [{"name": "h2", "address": PEER, "published": [

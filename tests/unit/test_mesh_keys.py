@@ -27,12 +27,12 @@ def _sa_pair(private, table, epoch):
     inbound, _ = mesh_keys.inbound_sas(
         table, sessions=_sessions(private["b"]), local_name="b", local_address=B,
         peers=[{"name": "a", "address": A, "public_key": keys.public_key_text(private["a"])}],
-        epochs=[epoch])
+        epochs={"a": [epoch]})
     outbound, _ = mesh_keys.outbound_sas(
         sessions=_sessions(private["a"]), mesh="m", local_name="a", local_address=A,
         peers=[{"name": "b", "address": B, "public_key": keys.public_key_text(private["b"]),
                 "published": _b_publishes_for_a(private, table, [epoch])}],
-        epochs=[epoch])
+        epochs={"b": [epoch]})
     return inbound[0], outbound[0]
 
 

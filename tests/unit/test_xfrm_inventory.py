@@ -120,6 +120,20 @@ def test_declared_addresses_in_any_spelling_are_the_dumped_ones(local, peer, net
     assert dumped.templates[0].dst == dumped.selector.dst == spelled
 
 
+def test_sas_declared_in_any_spelling_are_the_dumped_ones():
+    local, peers, retain = inventory.declared_mesh(
+        local_address="2001:DB8:0:0::11", peers=[{"name": "h2", "address": "2001:0db8::0:12"}],
+        retain=["2001:DB8::14"], password="pw", replay_window=256)
+    assert (local, peers[0]["address"], retain) == ("2001:db8::11", "2001:db8::12",
+                                                     ["2001:db8::14"])
+    wanted = _sa("2001:0DB8::12", "2001:db8:0::11", 0x2000)
+    assert (wanted.src, wanted.dst) == ("2001:db8::12", "2001:db8::11")
+    dumped = xfrm.decode_sa(xfrm.encode_sa(wanted))
+    assert inventory.sa_changes([dumped], [inventory.WantedSA("h2", 1, wanted)],
+                                direction="inbound", local_address=local, peers=peers,
+                                reqid=REQID, retain=retain, purge=True) == []
+
+
 def test_two_declared_policies_in_one_place_are_refused():
     with pytest.raises(xfrm.XfrmError, match=r"^policies\[1\]: same selector"):
         inventory.wanted_policies([_declared(PEER), _declared(PEER, 0x2000)], REQID)

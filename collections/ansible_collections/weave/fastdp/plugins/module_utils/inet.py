@@ -7,6 +7,7 @@ the one netlink dumps (pyroute2, iproute2) and iptables-save print.
 
 from __future__ import annotations
 
+import functools
 import socket
 
 
@@ -36,6 +37,7 @@ def family(address: str) -> int:
     return socket.AF_INET if version(address) == 4 else socket.AF_INET6
 
 
+@functools.lru_cache(maxsize=4096)  # a run spells each peer's address at every use
 def spelled(address: str) -> str:
     """``address`` as the kernel's tools spell it (``2001:DB8:0::1`` -> ``2001:db8::1``)."""
     return text(packed(address))

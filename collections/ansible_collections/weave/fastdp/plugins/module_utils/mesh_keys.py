@@ -87,7 +87,7 @@ def publish(table: dict, *, sessions: keys.Sessions, mesh: str, receiver: str,
     return published
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DerivedSA:
     peer: str
     epoch: int
@@ -98,35 +98,46 @@ class DerivedSA:
 
 
 def inbound_sas(table, *, sessions, local_name, local_address, peers, epochs):
-    """SAs from each peer into this host, for each wanted epoch whose nonce exists."""
-    derived, pending = [], []
-    for peer in peers:
-        session = sessions.key(peer["public_key"])
-        for epoch in epochs:
-            entry = table["epochs"].get(str(epoch), {}).get(peer["name"])
-            if entry is None:
-                pending.append(Pending(peer["name"], epoch, "inbound"))
-                continue
-            key = keys.sa_key(session, bytes.fromhex(entry["nonce"]), local_name)
-            derived.append(DerivedSA(peer["name"], epoch, peer["address"], local_address,
-                                     entry["spi"], key))
-    return derived, pending
+    """SAs from each peer into this host, for each of its wanted epochs (``epochs``: peer name
+    -> epochs) whose nonce this host keeps."""
+    def sa_of(peer, session, epoch):
+        entry = table["epochs"].get(str(epoch), {}).get(peer["name"])
+        if entry is None:
+            return None
+        key = keys.sa_key(session, bytes.fromhex(entry["nonce"]), local_name)
+        return DerivedSA(peer["name"], epoch, peer["address"], local_address, entry["spi"], key)
+    return _per_peer(peers, sessions, epochs, "inbound", sa_of)
 
 
 def outbound_sas(*, sessions, mesh, local_name, local_address, peers, epochs):
-    """SAs from this host to each peer, for each wanted epoch the peer has published."""
+    """SAs from this host to each peer, for each of its wanted epochs (``epochs``: peer name
+    -> epochs) the peer has published."""
+    def sa_of(peer, session, epoch):
+        entry = next((e for e in peer.get("published") or [] if e["epoch"] == epoch), None)
+        if entry is None:
+            return None
+        nonce = keys.open_nonce(session, entry["sealed_nonce"], mesh=mesh, epoch=epoch,
+                                sender=local_name, receiver=peer["name"], spi=entry["spi"])
+        key = keys.sa_key(session, nonce, peer["name"])
+        return DerivedSA(peer["name"], epoch, local_address, peer["address"], entry["spi"], key)
+    return _per_peer(peers, sessions, epochs, "outbound", sa_of)
+
+
+def _per_peer(peers, sessions, epochs, direction, sa_of) -> tuple[list[DerivedSA], list[Pending]]:
+    """``sa_of(peer, session key, epoch)`` for each peer and each of its epochs: derived, or
+    pending when it gives None or no session key can be formed yet (``sessions`` None: this
+    host has no key pair; a peer without ``public_key``: it has none yet). A key that cannot
+    be made raises KeyMaterialError naming ``peers[i]``."""
     derived, pending = [], []
-    for peer in peers:
-        session = sessions.key(peer["public_key"])
-        published = {e["epoch"]: e for e in peer.get("published") or []}
-        for epoch in epochs:
-            entry = published.get(epoch)
-            if entry is None:
-                pending.append(Pending(peer["name"], epoch, "outbound"))
-                continue
-            nonce = keys.open_nonce(session, entry["sealed_nonce"], mesh=mesh, epoch=epoch,
-                                    sender=local_name, receiver=peer["name"], spi=entry["spi"])
-            key = keys.sa_key(session, nonce, peer["name"])
-            derived.append(DerivedSA(peer["name"], epoch, local_address, peer["address"],
-                                     entry["spi"], key))
+    for i, peer in enumerate(peers):
+        try:
+            session = sessions.key(peer["public_key"]) if sessions and peer.get("public_key") else None
+            for epoch in epochs[peer["name"]]:
+                sa = sa_of(peer, session, epoch) if session else None
+                if sa is None:
+                    pending.append(Pending(peer["name"], epoch, direction))
+                else:
+                    derived.append(sa)
+        except keys.KeyMaterialError as exc:
+            raise keys.KeyMaterialError(f"peers[{i}] ({peer['name']}): {exc}") from None
     return derived, pending

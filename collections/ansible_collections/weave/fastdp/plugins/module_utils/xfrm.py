@@ -15,6 +15,7 @@ names it.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import socket
 import struct
@@ -108,11 +109,12 @@ def _pack_address(address: str) -> bytes:
     return inet.packed(address).ljust(16, b"\0")
 
 
+@functools.lru_cache(maxsize=4096)  # a dump names this host's address in every SA
 def _unpack_address(raw: bytes, family: int) -> str:
     return inet.text(raw if family == socket.AF_INET6 else raw[:4])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Selector:
     """Which packets: addresses with prefix lengths, protocol and ports (0: any)."""
 
@@ -124,10 +126,11 @@ class Selector:
     sport: int = 0
     dport: int = 0
 
-    @classmethod
-    def any(cls, family_of: str) -> Selector:
-        zero = "::" if inet.family(family_of) == socket.AF_INET6 else "0.0.0.0"
-        return cls(zero, zero, 0, 0)
+    @staticmethod
+    def any(address: str) -> Selector:
+        """The selector of every packet of ``address``'s family (an IP address; IPv6 text
+        alone holds a colon). Shared: every SA of this collection carries one."""
+        return _ANY_SELECTORS[":" in address]
 
     def packed(self) -> tuple:
         """The fields of struct xfrm_selector (_SELECTOR)."""
@@ -136,11 +139,12 @@ class Selector:
                 socket.htons(self.sport), 0xFFFF if self.sport else 0,
                 inet.family(self.dst), self.dst_len, self.src_len, self.proto)
 
-    @classmethod
-    def unpacked(cls, values: tuple) -> Selector:
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)  # a dump repeats a few selectors (SAs: the zero one)
+    def unpacked(values: tuple) -> Selector:
         daddr, saddr, dport, _, sport, _, family, dst_len, src_len, proto = values
-        return cls(_unpack_address(saddr, family), _unpack_address(daddr, family), src_len,
-                   dst_len, proto, socket.ntohs(sport), socket.ntohs(dport))
+        return Selector(_unpack_address(saddr, family), _unpack_address(daddr, family), src_len,
+                        dst_len, proto, socket.ntohs(sport), socket.ntohs(dport))
 
     def __str__(self) -> str:
         text = f"{self.src}/{self.src_len} -> {self.dst}/{self.dst_len}"
@@ -151,10 +155,15 @@ class Selector:
         return text
 
 
-@dataclass(frozen=True, kw_only=True)
+_ANY_SELECTORS = {False: Selector("0.0.0.0", "0.0.0.0", 0, 0), True: Selector("::", "::", 0, 0)}
+
+
+@dataclass(kw_only=True, slots=True)
 class SA:
     """An XFRM state. Equality covers everything that matters, not the counters; ``repr`` and
-    ``str`` never show the key (see ``fingerprint``)."""
+    ``str`` never show the key (see ``fingerprint``). Never changed once made, yet not frozen:
+    a frozen dataclass's ``__init__`` costs three times as much, paid for every SA of a dump
+    and every wanted one (``dataclasses.replace`` makes a changed copy)."""
 
     src: str
     dst: str
@@ -191,10 +200,10 @@ class SA:
 def esp_transport_sa(*, src: str, dst: str, spi: int, reqid: int, aead: str, key: bytes,
                      replay_window: int) -> SA:
     """The SA this collection installs: ESP transport, ICV 128, ESN, no mark, a selector that
-    only names the family. Raises XfrmError naming the field that is wrong."""
-    for name, address in (("src", src), ("dst", dst)):
-        inet.field(name, address, XfrmError)
-    if inet.family(src) != inet.family(dst):
+    only names the family, addresses spelled as the kernel spells them. Raises XfrmError
+    naming the field that is wrong."""
+    src, dst = inet.field("src", src, XfrmError), inet.field("dst", dst, XfrmError)
+    if (":" in src) != (":" in dst):
         raise XfrmError(f"dst: {dst} is not of the same address family as src {src}")
     check_spi(spi)
     if aead not in AEAD_KEY_BYTES:
@@ -217,7 +226,7 @@ def check_spi(spi: int) -> None:
         raise XfrmError(f"spi: {spi:#x} is zero, reserved (1-255) or not 32 bits")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Template:
     """The transform a policy asks for: the SA (src, dst, SPI, reqid) it goes through."""
 
@@ -233,7 +242,7 @@ class Template:
                 f"{self.spi:#010x} reqid {self.reqid} {self.mode}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Policy:
     """An XFRM policy. The kernel knows it by (selector, dir, mark/mask); ``index`` is the
     kernel's number for it and not compared."""

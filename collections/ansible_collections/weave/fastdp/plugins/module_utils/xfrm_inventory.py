@@ -91,20 +91,22 @@ def apply(xfrm: XfrmSocket, changes: list[Change]) -> None:
 
 # --- SAs --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WantedSA:
     peer: str
     epoch: int
     sa: SA | None  # None: its key cannot be known yet (check mode before the nonce exists)
 
 
-def check_mesh(*, local_address, peers, retain, password, replay_window) -> None:
-    """Raise XfrmError naming the first bad field of the declared mesh."""
+def declared_mesh(*, local_address, peers, retain, password,
+                  replay_window) -> tuple[str, list[dict], list[str]]:
+    """(local address, peers, retain) with every address spelled as the kernel spells it, so
+    that declared and dumped SAs compare equal; XfrmError naming the first bad field."""
     local = inet.field("local_address", local_address, XfrmError)
     if not password:
         raise XfrmError("password: missing or empty")
     check_replay_window(replay_window)
-    names, addresses = set(), {}
+    names, addresses, spelled = set(), {}, []
     for i, peer in enumerate(peers):
         address = inet.field(f"peers[{i}].address", peer["address"], XfrmError)
         if not peer["name"]:
@@ -114,6 +116,9 @@ def check_mesh(*, local_address, peers, retain, password, replay_window) -> None
         if address == local:
             raise XfrmError(f"peers[{i}].address: {address} ({peer['name']}) is this host's "
                             "own address (local_address)")
+        if (":" in address) != (":" in local):
+            raise XfrmError(f"peers[{i}].address: {address} is not of the address family of "
+                            f"local_address {local}")
         if address in addresses:
             raise XfrmError(f"peers[{i}].address: {address} is also {addresses[address]}'s")
         for j, entry in enumerate(peer.get("published") or []):
@@ -123,8 +128,8 @@ def check_mesh(*, local_address, peers, retain, password, replay_window) -> None
                 raise XfrmError(f"peers[{i}].published[{j}].{exc}") from None
         names.add(peer["name"])
         addresses[address] = peer["name"]
-    for i, address in enumerate(retain):
-        inet.field(f"retain[{i}]", address, XfrmError)
+        spelled.append({**peer, "address": address})
+    return local, spelled, [inet.field(f"retain[{i}]", a, XfrmError) for i, a in enumerate(retain)]
 
 
 def wanted_sas(*, direction, table, sessions, mesh, peer_name, local_address, peers,
@@ -134,35 +139,36 @@ def wanted_sas(*, direction, table, sessions, mesh, peer_name, local_address, pe
     Inbound: each epoch this host keeps a nonce for the peer. Outbound: each epoch the peer
     published for this host, only the newest with ``retire``. ``epoch`` (the mesh's current
     one, optional) is wanted too: without its nonce yet (check mode) the SA is pending."""
-    wanted = []
-    for i, peer in enumerate(peers):
+    epochs = {}
+    for peer in peers:
         if direction == "inbound":
             kept = {int(e) for e, senders in table["epochs"].items() if peer["name"] in senders}
         else:
             kept = {entry["epoch"] for entry in peer.get("published") or []}
-        epochs = sorted(kept | ({epoch} if epoch is not None else set()))
-        if retire and direction == "outbound":
-            epochs = epochs[-1:]
-        if sessions is None or not peer.get("public_key"):
-            wanted += [WantedSA(peer["name"], e, None) for e in epochs]
-            continue
-        derive = mesh_keys.inbound_sas if direction == "inbound" else mesh_keys.outbound_sas
-        args = {"table": table} if direction == "inbound" else {"mesh": mesh}
+        wanted = sorted(kept | ({epoch} if epoch is not None else set()))
+        epochs[peer["name"]] = wanted[-1:] if retire and direction == "outbound" else wanted
+    try:
+        if direction == "inbound":
+            derived, pending = mesh_keys.inbound_sas(
+                table, sessions=sessions, local_name=peer_name, local_address=local_address,
+                peers=peers, epochs=epochs)
+        else:
+            derived, pending = mesh_keys.outbound_sas(
+                sessions=sessions, mesh=mesh, local_name=peer_name, local_address=local_address,
+                peers=peers, epochs=epochs)
+    except keys.KeyMaterialError as exc:
+        raise XfrmError(str(exc)) from None
+    wanted = []
+    for d in derived:
         try:
-            derived, pending = derive(**args, sessions=sessions, local_name=peer_name,
-                                      local_address=local_address, peers=[peer], epochs=epochs)
-        except keys.KeyMaterialError as exc:
-            raise XfrmError(f"peers[{i}] ({peer['name']}): {exc}") from None
-        where = "state_dir" if direction == "inbound" else f"peers[{i}].published"
-        for d in derived:
-            try:
-                sa = esp_transport_sa(src=d.src, dst=d.dst, spi=d.spi, reqid=reqid, aead=aead,
-                                      key=d.key, replay_window=replay_window)
-            except XfrmError as exc:
-                raise XfrmError(f"{where} ({d.peer}, epoch {d.epoch}): {exc}") from None
-            wanted.append(WantedSA(d.peer, d.epoch, sa))
-        wanted += [WantedSA(p.peer, p.epoch, None) for p in pending]
-    return wanted
+            sa = esp_transport_sa(src=d.src, dst=d.dst, spi=d.spi, reqid=reqid, aead=aead,
+                                  key=d.key, replay_window=replay_window)
+        except XfrmError as exc:
+            where = "state_dir" if direction == "inbound" else "peers[{}].published".format(
+                next(i for i, peer in enumerate(peers) if peer["name"] == d.peer))
+            raise XfrmError(f"{where} ({d.peer}, epoch {d.epoch}): {exc}") from None
+        wanted.append(WantedSA(d.peer, d.epoch, sa))
+    return wanted + [WantedSA(p.peer, p.epoch, None) for p in pending]
 
 
 def _is_outbound(sa: SA, local_address: str) -> bool:
@@ -180,7 +186,7 @@ def sa_changes(have: list[SA], wanted: list[WantedSA], *, direction, local_addre
     outbound = direction == "outbound"
     ours = {(sa.dst, sa.spi): sa for sa in have
             if sa.reqid == reqid and _is_outbound(sa, local_address) == outbound}
-    labels = {}
+    wanted_keys = set()
     changes = []
     for w in wanted:
         what = f"{direction} SA {'to' if outbound else 'from'} {w.peer} (epoch {w.epoch})"
@@ -188,13 +194,13 @@ def sa_changes(have: list[SA], wanted: list[WantedSA], *, direction, local_addre
             changes.append(Change("+", what))
             continue
         key = (w.sa.dst, w.sa.spi)
-        labels[key] = what
+        wanted_keys.add(key)
         if key not in ours:
             changes.append(Change("+", what, after=w.sa))
         elif ours[key] != w.sa:
             changes.append(Change("~", what, before=ours[key], after=w.sa))
     for key, sa in sorted(ours.items()):
-        if key in labels:
+        if key in wanted_keys:
             continue
         peer_address = sa.dst if outbound else sa.src
         if peer_address in retain:
@@ -415,14 +421,15 @@ def converge_sas(module, p: dict) -> dict:
     wanted, pending, sessions = [], [], None
     try:
         if p["state"] == "present":
-            check_mesh(local_address=p["local_address"], peers=p["peers"], retain=p["retain"],
-                       password=p["password"], replay_window=p["replay_window"])
+            local, peers, retain = declared_mesh(
+                local_address=p["local_address"], peers=p["peers"], retain=p["retain"],
+                password=p["password"], replay_window=p["replay_window"])
             state = keys.StateDir(p["state_dir"])
             sessions = state.sessions(p["password"])
             wanted = wanted_sas(
                 direction=p["direction"], table=state.inbound(), sessions=sessions,
                 mesh=p["mesh"], peer_name=p["peer_name"],
-                local_address=p["local_address"], peers=p["peers"], epoch=p["epoch"],
+                local_address=local, peers=peers, epoch=p["epoch"],
                 retire=p["retire"], reqid=p["reqid"], aead=CIPHERS[p["cipher"]],
                 replay_window=p["replay_window"])
         with XfrmSocket(p["netns"]) as xfrm:
@@ -431,8 +438,8 @@ def converge_sas(module, p: dict) -> dict:
                 changes = all_sas_removed(have, p["reqid"])
             else:
                 changes = sa_changes(
-                    have, wanted, direction=p["direction"], local_address=p["local_address"],
-                    peers=p["peers"], reqid=p["reqid"], retain=p["retain"], purge=p["purge"])
+                    have, wanted, direction=p["direction"], local_address=local, peers=peers,
+                    reqid=p["reqid"], retain=retain, purge=p["purge"])
             pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
             if not module.check_mode:
                 apply(xfrm, changes)
