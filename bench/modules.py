@@ -17,7 +17,8 @@ ranges hold fewer than 1000 hosts, so every size uses the IPv6 underlay), per mo
              ``ip6tables-save -c``, ``bridge fdb show dev wf-bench`` (process start included)
   backend    the module's step (module_utils) called in-process in check mode for the no-op
              (one kernel dump through the collection's own code, plan, nothing applied): the
-             module's cost without Python start-up, imports and Ansible's argument handling
+             module's cost without Python start-up, imports and Ansible's argument handling;
+             its caches emptied before each call, as cold as a module's own process
   floor      the module run with nothing declared on an empty namespace (Python start-up,
              imports, AnsibleModule, one dump): the fixed cost of any module run
 
@@ -25,8 +26,8 @@ xfrm_state needs ESP, which only the guest kernel has: the guest is booted ONCE
 (lab.guest.run_in_guest) for every size; in it the host's identity and its inbound nonces
 for N synthetic peers are made with the module_utils (keys.StateDir, mesh_keys.ensure_nonces),
 and the inbound converge, no-op, ``ip xfrm state`` and backend are timed the same way; then the
-backend once more with no shared secret recorded (what a no-op costs before the converge
-recorded them: X25519 for every peer).
+backend once more with nothing recorded in the state directory (what a no-op costs before a
+real run recorded the shared secrets and derived keys: X25519 and HKDF for every peer).
 Python in the guest is 20-40x slower than on the host: compare within the guest only.
 
 Medians over --reps repetitions (the machine is shared and noisy). Prints a table, writes
@@ -37,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
+import gc
 import json
 import os
 import resource
@@ -123,11 +126,14 @@ def cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def timed(fn, runs: int = 5) -> tuple[float, float, object]:
-    """Median wall seconds and median CPU seconds of ``runs`` calls of fn(), its last value.
-    CPU time is what this shared, loaded machine distorts least."""
+def timed(fn, runs: int = 5, before=None) -> tuple[float, float, object]:
+    """Median wall seconds and median CPU seconds of ``runs`` calls of fn(), its last value;
+    ``before()`` runs untimed before each call. CPU time is what this shared, loaded machine
+    distorts least."""
     times, cpus, value = [], [], None
     for _ in range(runs):
+        if before:
+            before()
         c, started = cpu(), time.perf_counter()
         value = fn()
         times.append(time.perf_counter() - started)
@@ -199,6 +205,14 @@ def backend(module: str, args: dict):
     return lambda: step(Planning(), params)["changed"]
 
 
+def forget_caches() -> None:
+    """Empty every functools.lru_cache, so that each in-process backend call starts as cold as
+    a module's own process (module_utils caches addresses and selectors within a run)."""
+    for cache in gc.get_objects():
+        if isinstance(cache, functools._lru_cache_wrapper):
+            cache.cache_clear()
+
+
 def _nl_policies(ns):
     with XfrmSocket(ns) as x:
         return x.policies()
@@ -233,7 +247,7 @@ def one_size(module: str, args: dict, ns: str, runs: int) -> dict:
     argv, is_object, netlink = DUMPS[module]
     raw, raw_cpu, out = timed(lambda: tool(argv, ns), runs)
     nl = timed(lambda: netlink(ns), runs)[0] if netlink else None
-    b_wall, b_cpu, changes = timed(backend(module, args), runs)
+    b_wall, b_cpu, changes = timed(backend(module, args), runs, before=forget_caches)
     if changes:
         raise RuntimeError(f"{module}: the in-process backend no-op plans changes")
     return {"converge": converge["seconds"], "noop": noop["seconds"],
@@ -336,10 +350,12 @@ def guest_state(sizes: list[int], reps: int, out: Path) -> None:
                 args = state_args(n, ns, state_dir)
                 setup = time.perf_counter() - started
                 row = {**one_size("xfrm_state", args, ns, 3), "setup": setup}
-                # the same no-op before any shared secret is recorded (a new identity, or the
-                # first run of a version that records them): X25519 for every peer
-                os.unlink(os.path.join(state_dir, "shared-secrets.json"))
-                row["backend_noop_unrecorded"] = timed(backend("xfrm_state", args), 3)[0]
+                # the same no-op before anything is recorded (a new identity, or the first run
+                # of a version that records them): X25519 and HKDF for every peer
+                for record in ("shared-secrets.json", "derived-keys.json"):
+                    os.unlink(os.path.join(state_dir, record))
+                row["backend_noop_unrecorded"] = timed(backend("xfrm_state", args), 3,
+                                                       before=forget_caches)[0]
                 samples.append(row)
                 log_row("guest", "xfrm_state", n, f"rep {rep + 1}/{reps}", row)
             finally:
@@ -383,7 +399,7 @@ def print_table(result: dict) -> None:
           "without Python start, imports and AnsibleModule")
     unrecorded = [r for r in result["rows"] if "backend_noop_unrecorded_s" in r]
     if unrecorded:
-        print("xfrm_state backend no-op before any shared secret is recorded (X25519 per peer): "
+        print("xfrm_state backend no-op with nothing recorded (X25519 and HKDF per peer): "
               + ", ".join(f"{r['peers']} peers {r['backend_noop_unrecorded_s']:.4f} s "
                           f"(ratio {r['ratio_backend_unrecorded_raw']:.2f})"
                           for r in sorted(unrecorded, key=lambda r: r["peers"])))

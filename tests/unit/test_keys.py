@@ -128,6 +128,68 @@ def test_shared_secrets_of_another_identity_or_a_damaged_record_are_made_again(t
     assert again.key(peer) == _session(private, peer, "pw") and again.learned
 
 
+SA_AT = ("198.51.100.11", 0x2000)  # (dst, SPI) of the SA whose key the record confirms
+
+
+def _record_one_key(state, session, nonce):
+    """A real run that derives the key of SA_AT and records it; the key."""
+    derived = state.derived_keys("inbound", {})
+    key = derived.key(session, nonce, "h1", SA_AT)
+    state.save_derived_keys("inbound", derived)
+    return key
+
+
+def _no_hkdf(*_):
+    raise AssertionError("the SA key was derived again")
+
+
+def test_an_installed_key_recorded_as_its_inputs_derive_is_confirmed_without_hkdf(
+        tmp_path, monkeypatch):
+    state = keys.StateDir(str(tmp_path / "state"))
+    session, nonce = bytes(range(32)), bytes(32)
+    key = _record_one_key(state, session, nonce)
+    assert key == keys.sa_key(session, nonce, "h1")
+    path = tmp_path / "state" / "derived-keys.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    record = path.read_bytes()
+    assert key.hex().encode() not in record and session.hex().encode() not in record
+
+    monkeypatch.setattr(keys, "sa_key", _no_hkdf)
+    assert state.derived_keys("inbound", {SA_AT: key}).key(session, nonce, "h1", SA_AT) == key
+
+
+@pytest.mark.parametrize("change", ["another key installed", "another session key",
+                                    "another nonce", "the outbound record"])
+def test_a_key_is_derived_again_unless_installed_and_recorded_for_the_same_inputs(tmp_path,
+                                                                                   change):
+    state = keys.StateDir(str(tmp_path / "state"))
+    session, nonce = bytes(range(32)), bytes(32)
+    key = _record_one_key(state, session, nonce)
+    installed, direction = key, "inbound"
+    if change == "another key installed":
+        installed = bytes(36)
+    elif change == "another session key":
+        session = bytes(range(1, 33))
+    elif change == "another nonce":
+        nonce = bytes(range(32))
+    else:
+        direction = "outbound"
+    derived = state.derived_keys(direction, {SA_AT: installed})
+    assert derived.key(session, nonce, "h1", SA_AT) == keys.sa_key(session, nonce, "h1")
+
+
+def test_the_record_keeps_the_keys_of_the_last_run_and_the_other_direction(tmp_path):
+    state = keys.StateDir(str(tmp_path / "state"))
+    _record_one_key(state, bytes(range(32)), bytes(32))
+    outbound = state.derived_keys("outbound", {})
+    outbound.key(bytes(32), bytes(32), "h2", ("198.51.100.12", 0x3000))
+    state.save_derived_keys("outbound", outbound)
+    inbound = state.derived_keys("inbound", {})
+    state.save_derived_keys("inbound", inbound)  # a run with no inbound SA left
+    assert state.derived_keys("inbound", {}).recorded == {}
+    assert state.derived_keys("outbound", {}).recorded == outbound.used != {}
+
+
 def test_new_spi_avoids_reserved_and_used_values():
     in_use = set(range(0x100, 0x200))
     for _ in range(200):

@@ -25,11 +25,13 @@ def _b_publishes_for_a(private, table, epochs):
 def _sa_pair(private, table, epoch):
     """(B's inbound SA from A, A's outbound SA to B) of ``epoch``."""
     inbound, _ = mesh_keys.inbound_sas(
-        table, sessions=_sessions(private["b"]), local_name="b", local_address=B,
+        table, sessions=_sessions(private["b"]), derived=keys.DerivedKeys({}, {}),
+        local_name="b", local_address=B,
         peers=[{"name": "a", "address": A, "public_key": keys.public_key_text(private["a"])}],
         epochs={"a": [epoch]})
     outbound, _ = mesh_keys.outbound_sas(
-        sessions=_sessions(private["a"]), mesh="m", local_name="a", local_address=A,
+        sessions=_sessions(private["a"]), derived=keys.DerivedKeys({}, {}), mesh="m",
+        local_name="a", local_address=A,
         peers=[{"name": "b", "address": B, "public_key": keys.public_key_text(private["b"]),
                 "published": _b_publishes_for_a(private, table, [epoch])}],
         epochs={"b": [epoch]})

@@ -75,6 +75,36 @@ def sa_key(session: bytes, nonce: bytes, receiver: str) -> bytes:
     return hkdf_sha256(session, nonce, receiver.encode(), SA_KEY_BYTES)
 
 
+def _digest(*parts: bytes) -> str:
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+class DerivedKeys:
+    """The SA keys of one direction, each confirmed rather than derived again when it is
+    installed already and recorded as what its inputs derive.
+
+    A run that changes nothing must check every installed key; an HKDF per SA was the most of
+    what it spent at 1000 peers. The record maps a digest of the inputs (session key, nonce,
+    receiver) to a digest of the key they derived: two SHA-256 confirm an installed key, and
+    neither digest gives a key or anything to make one. ``installed``: (dst, SPI) -> the key
+    the kernel holds for that SA of this mesh."""
+
+    def __init__(self, recorded: dict[str, str], installed: dict[tuple[str, int], bytes]):
+        self.recorded, self.installed = recorded, installed
+        self.used: dict[str, str] = {}  # what this run derived or confirmed: the next record
+
+    def key(self, session: bytes, nonce: bytes, receiver: str, sa: tuple[str, int]) -> bytes:
+        """The key of SA ``sa`` (dst, SPI): keys.sa_key(session, nonce, receiver)."""
+        inputs = _digest(b"weave.fastdp SA key inputs\0", session, nonce, receiver.encode())
+        key = self.installed.get(sa)
+        digest = None if key is None else _digest(key)
+        if digest is None or self.recorded.get(inputs) != digest:
+            key = sa_key(session, nonce, receiver)
+            digest = _digest(key)
+        self.used[inputs] = digest
+        return key
+
+
 def public_key_text(private: X25519PrivateKey) -> str:
     raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
@@ -128,6 +158,7 @@ class StateDir:
     shared-secrets.json  {"identity": own public key, "peers": {"<peer public key>": hex}}
     inbound.json     {"epochs": {"<epoch>": {"<sender>": {"spi": int, "nonce": hex}}}}
     inbound-half.json  {"fingerprint": hex, "steps": {"<step>": options without password}}
+    derived-keys.json  {"inbound"|"outbound": {"<digest of an SA key's inputs>": digest of the key}}
     """
 
     def __init__(self, path: str):
@@ -178,6 +209,24 @@ class StateDir:
             record = {"identity": public_key_text(sessions.private), "peers": sessions.known}
             self._write("shared-secrets.json", json.dumps(record, sort_keys=True).encode())
             sessions.learned = False
+
+    def derived_keys(self, direction: str, installed: dict[tuple[str, int], bytes]) -> DerivedKeys:
+        """The record of ``direction``'s SA keys (empty if none or unreadable: then derived)."""
+        return DerivedKeys(self._derived_keys_record().get(direction, {}), installed)
+
+    def save_derived_keys(self, direction: str, derived: DerivedKeys) -> None:
+        """Record the keys of ``direction`` a run derived or confirmed, those alone (an SA no
+        longer wanted leaves the record with it); nothing if the record holds just those."""
+        if derived.used != derived.recorded:
+            record = {**self._derived_keys_record(), direction: derived.used}
+            self._write("derived-keys.json", json.dumps(record, sort_keys=True).encode())
+
+    def _derived_keys_record(self) -> dict:
+        try:
+            with open(self._file("derived-keys.json")) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
 
     def inbound(self) -> dict:
         try:

@@ -132,9 +132,10 @@ def declared_mesh(*, local_address, peers, retain, password,
     return local, spelled, [inet.field(f"retain[{i}]", a, XfrmError) for i, a in enumerate(retain)]
 
 
-def wanted_sas(*, direction, table, sessions, mesh, peer_name, local_address, peers,
+def wanted_sas(*, direction, table, sessions, derived, mesh, peer_name, local_address, peers,
                epoch, retire, reqid, aead, replay_window) -> list[WantedSA]:
-    """The SAs of one direction this host must have, keys derived here (mesh_keys).
+    """The SAs of one direction this host must have, keys derived here (mesh_keys; ``derived``,
+    keys.DerivedKeys, confirms those installed already).
 
     Inbound: each epoch this host keeps a nonce for the peer. Outbound: each epoch the peer
     published for this host, only the newest with ``retire``. ``epoch`` (the mesh's current
@@ -150,12 +151,12 @@ def wanted_sas(*, direction, table, sessions, mesh, peer_name, local_address, pe
     try:
         if direction == "inbound":
             derived, pending = mesh_keys.inbound_sas(
-                table, sessions=sessions, local_name=peer_name, local_address=local_address,
-                peers=peers, epochs=epochs)
+                table, sessions=sessions, derived=derived, local_name=peer_name,
+                local_address=local_address, peers=peers, epochs=epochs)
         else:
             derived, pending = mesh_keys.outbound_sas(
-                sessions=sessions, mesh=mesh, local_name=peer_name, local_address=local_address,
-                peers=peers, epochs=epochs)
+                sessions=sessions, derived=derived, mesh=mesh, local_name=peer_name,
+                local_address=local_address, peers=peers, epochs=epochs)
     except keys.KeyMaterialError as exc:
         raise XfrmError(str(exc)) from None
     wanted = []
@@ -418,33 +419,37 @@ SA_REQUIRED_IF = [("state", "present", SA_REQUIRED_WHEN_PRESENT)]
 
 def converge_sas(module, p: dict) -> dict:
     """The xfrm_state module's step: this mesh's SAs of one direction (or all of them absent)."""
-    wanted, pending, sessions = [], [], None
+    present = p["state"] == "present"
+    wanted = []
     try:
-        if p["state"] == "present":
+        if present:
             local, peers, retain = declared_mesh(
                 local_address=p["local_address"], peers=p["peers"], retain=p["retain"],
                 password=p["password"], replay_window=p["replay_window"])
             state = keys.StateDir(p["state_dir"])
             sessions = state.sessions(p["password"])
-            wanted = wanted_sas(
-                direction=p["direction"], table=state.inbound(), sessions=sessions,
-                mesh=p["mesh"], peer_name=p["peer_name"],
-                local_address=local, peers=peers, epoch=p["epoch"],
-                retire=p["retire"], reqid=p["reqid"], aead=CIPHERS[p["cipher"]],
-                replay_window=p["replay_window"])
         with XfrmSocket(p["netns"]) as xfrm:
             have = xfrm.sas()
-            if p["state"] == "absent":
-                changes = all_sas_removed(have, p["reqid"])
-            else:
+            if present:
+                derived = state.derived_keys(p["direction"], {
+                    (sa.dst, sa.spi): sa.key for sa in have if sa.reqid == p["reqid"]})
+                wanted = wanted_sas(
+                    direction=p["direction"], table=state.inbound(), sessions=sessions,
+                    derived=derived, mesh=p["mesh"], peer_name=p["peer_name"],
+                    local_address=local, peers=peers, epoch=p["epoch"], retire=p["retire"],
+                    reqid=p["reqid"], aead=CIPHERS[p["cipher"]], replay_window=p["replay_window"])
                 changes = sa_changes(
                     have, wanted, direction=p["direction"], local_address=local, peers=peers,
                     reqid=p["reqid"], retain=retain, purge=p["purge"])
+            else:
+                changes = all_sas_removed(have, p["reqid"])
             pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
             if not module.check_mode:
                 apply(xfrm, changes)
-                if sessions is not None:
-                    state.save_sessions(sessions)
+                if present:
+                    if sessions is not None:
+                        state.save_sessions(sessions)
+                    state.save_derived_keys(p["direction"], derived)
                 for item in pending:
                     module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
                 changes = [c for c in changes if c.before or c.after]
