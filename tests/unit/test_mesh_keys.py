@@ -25,12 +25,12 @@ def _b_publishes_for_a(private, table, epochs):
 def _sa_pair(private, table, epoch):
     """(B's inbound SA from A, A's outbound SA to B) of ``epoch``."""
     inbound, _ = mesh_keys.inbound_sas(
-        table, sessions=_sessions(private["b"]), derived=keys.DerivedKeys({}, {}),
+        table, sessions=_sessions(private["b"]), derived_keys=keys.DerivedKeys({}, {}),
         local_name="b", local_address=B,
         peers=[{"name": "a", "address": A, "public_key": keys.public_key_text(private["a"])}],
         epochs={"a": [epoch]})
     outbound, _ = mesh_keys.outbound_sas(
-        sessions=_sessions(private["a"]), derived=keys.DerivedKeys({}, {}), mesh="m",
+        sessions=_sessions(private["a"]), derived_keys=keys.DerivedKeys({}, {}), mesh="m",
         local_name="a", local_address=A,
         peers=[{"name": "b", "address": B, "public_key": keys.public_key_text(private["b"]),
                 "published": _b_publishes_for_a(private, table, [epoch])}],

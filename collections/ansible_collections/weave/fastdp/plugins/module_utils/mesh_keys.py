@@ -97,29 +97,29 @@ class DerivedSA:
     key: bytes
 
 
-def inbound_sas(table, *, sessions, derived, local_name, local_address, peers, epochs):
+def inbound_sas(table, *, sessions, derived_keys, local_name, local_address, peers, epochs):
     """SAs from each peer into this host, for each of its wanted epochs (``epochs``: peer name
-    -> epochs) whose nonce this host keeps; keys from ``derived`` (keys.DerivedKeys)."""
+    -> epochs) whose nonce this host keeps; keys from ``derived_keys``."""
     def sa_of(peer, session, epoch):
         entry = table["epochs"].get(str(epoch), {}).get(peer["name"])
         if entry is None:
             return None
-        key = derived.key(session, bytes.fromhex(entry["nonce"]), local_name,
-                          (local_address, entry["spi"]))
+        key = derived_keys.key(session, bytes.fromhex(entry["nonce"]), local_name,
+                               (local_address, entry["spi"]))
         return DerivedSA(peer["name"], epoch, peer["address"], local_address, entry["spi"], key)
     return _per_peer(peers, sessions, epochs, "inbound", sa_of)
 
 
-def outbound_sas(*, sessions, derived, mesh, local_name, local_address, peers, epochs):
+def outbound_sas(*, sessions, derived_keys, mesh, local_name, local_address, peers, epochs):
     """SAs from this host to each peer, for each of its wanted epochs (``epochs``: peer name
-    -> epochs) the peer has published; keys from ``derived`` (keys.DerivedKeys)."""
+    -> epochs) the peer has published; keys from ``derived_keys``."""
     def sa_of(peer, session, epoch):
         entry = next((e for e in peer.get("published") or [] if e["epoch"] == epoch), None)
         if entry is None:
             return None
         nonce = keys.open_nonce(session, entry["sealed_nonce"], mesh=mesh, epoch=epoch,
                                 sender=local_name, receiver=peer["name"], spi=entry["spi"])
-        key = derived.key(session, nonce, peer["name"], (peer["address"], entry["spi"]))
+        key = derived_keys.key(session, nonce, peer["name"], (peer["address"], entry["spi"]))
         return DerivedSA(peer["name"], epoch, local_address, peer["address"], entry["spi"], key)
     return _per_peer(peers, sessions, epochs, "outbound", sa_of)
 

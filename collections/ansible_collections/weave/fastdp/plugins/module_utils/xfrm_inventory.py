@@ -132,10 +132,10 @@ def declared_mesh(*, local_address, peers, retain, password,
     return local, spelled, [inet.field(f"retain[{i}]", a, XfrmError) for i, a in enumerate(retain)]
 
 
-def wanted_sas(*, direction, table, sessions, derived, mesh, peer_name, local_address, peers,
+def wanted_sas(*, direction, table, sessions, derived_keys, mesh, peer_name, local_address, peers,
                epoch, retire, reqid, aead, replay_window) -> list[WantedSA]:
-    """The SAs of one direction this host must have, keys derived here (mesh_keys; ``derived``,
-    keys.DerivedKeys, confirms those installed already).
+    """The SAs of one direction this host must have, keys derived here (mesh_keys;
+    ``derived_keys``, keys.DerivedKeys, confirms those installed already).
 
     Inbound: each epoch this host keeps a nonce for the peer. Outbound: each epoch the peer
     published for this host, only the newest with ``retire``. ``epoch`` (the mesh's current
@@ -146,16 +146,16 @@ def wanted_sas(*, direction, table, sessions, derived, mesh, peer_name, local_ad
             kept = {int(e) for e, senders in table["epochs"].items() if peer["name"] in senders}
         else:
             kept = {entry["epoch"] for entry in peer.get("published") or []}
-        wanted = sorted(kept | ({epoch} if epoch is not None else set()))
-        epochs[peer["name"]] = wanted[-1:] if retire and direction == "outbound" else wanted
+        ordered = sorted(kept | ({epoch} if epoch is not None else set()))
+        epochs[peer["name"]] = ordered[-1:] if retire and direction == "outbound" else ordered
     try:
         if direction == "inbound":
             derived, pending = mesh_keys.inbound_sas(
-                table, sessions=sessions, derived=derived, local_name=peer_name,
+                table, sessions=sessions, derived_keys=derived_keys, local_name=peer_name,
                 local_address=local_address, peers=peers, epochs=epochs)
         else:
             derived, pending = mesh_keys.outbound_sas(
-                sessions=sessions, derived=derived, mesh=mesh, local_name=peer_name,
+                sessions=sessions, derived_keys=derived_keys, mesh=mesh, local_name=peer_name,
                 local_address=local_address, peers=peers, epochs=epochs)
     except keys.KeyMaterialError as exc:
         raise XfrmError(str(exc)) from None
@@ -431,11 +431,11 @@ def converge_sas(module, p: dict) -> dict:
         with XfrmSocket(p["netns"]) as xfrm:
             have = xfrm.sas()
             if present:
-                derived = state.derived_keys(p["direction"], {
+                derived_keys = state.derived_keys(p["direction"], {
                     (sa.dst, sa.spi): sa.key for sa in have if sa.reqid == p["reqid"]})
                 wanted = wanted_sas(
                     direction=p["direction"], table=state.inbound(), sessions=sessions,
-                    derived=derived, mesh=p["mesh"], peer_name=p["peer_name"],
+                    derived_keys=derived_keys, mesh=p["mesh"], peer_name=p["peer_name"],
                     local_address=local, peers=peers, epoch=p["epoch"], retire=p["retire"],
                     reqid=p["reqid"], aead=CIPHERS[p["cipher"]], replay_window=p["replay_window"])
                 changes = sa_changes(
@@ -449,7 +449,7 @@ def converge_sas(module, p: dict) -> dict:
                 if present:
                     if sessions is not None:
                         state.save_sessions(sessions)
-                    state.save_derived_keys(p["direction"], derived)
+                    state.save_derived_keys(p["direction"], derived_keys)
                 for item in pending:
                     module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
                 changes = [c for c in changes if c.before or c.after]
