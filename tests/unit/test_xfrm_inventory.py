@@ -134,6 +134,14 @@ def test_sas_declared_in_any_spelling_are_the_dumped_ones():
                                 reqid=REQID, retain=retain, purge=True) == []
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("src", "198.51.100"), ("dst", "198.51.100.12/24"), ("dst", "2001:db8::zz")])
+def test_a_declared_policy_that_is_no_address_or_network_is_refused_naming_the_field(field,
+                                                                                     value):
+    with pytest.raises(xfrm.XfrmError, match=rf"^policies\[0\]\.{field}: '{value}' is not an IP"):
+        inventory.wanted_policies([{**_declared(PEER), field: value}], REQID)
+
+
 def test_two_declared_policies_in_one_place_are_refused():
     with pytest.raises(xfrm.XfrmError, match=r"^policies\[1\]: same selector"):
         inventory.wanted_policies([_declared(PEER), _declared(PEER, 0x2000)], REQID)

@@ -48,6 +48,7 @@ def text(raw) -> str:
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, bytes(raw))
 
 
+@functools.lru_cache(maxsize=4096)  # a run sorts the same peers' addresses more than once
 def key(address: str) -> tuple[int, bytes]:
     """Sort key: IPv4 before IPv6, each in numeric order."""
     raw = packed(address)

@@ -279,6 +279,12 @@ def _prefix(value, name) -> tuple[str, int, int]:
 
 @functools.lru_cache(maxsize=4096)  # a declared mesh names the local address in every policy
 def _network(value) -> tuple[str, int, int] | None:
+    if "/" not in str(value):  # an address, as the mesh declares its policies: no ipaddress
+        try:
+            raw = inet.packed(str(value))
+        except ValueError:
+            return None
+        return inet.text(raw), len(raw) * 8, 4 if len(raw) == 4 else 6
     try:
         network = ipaddress.ip_network(value)
     except ValueError:
