@@ -52,7 +52,7 @@ class Sessions:
     """This host's session keys with its peers, each X25519 shared secret computed once per
     peer public key and then kept in the state directory.
 
-    X25519 is most of what a run that changes nothing spends at 1000 peers (it must derive
+    X25519 was most of what a run that changes nothing spends at 1000 peers (it must know
     every key to compare it with the kernel's). A shared secret is no more than
     ``identity.key`` beside it can make again, and no password-derived value is kept."""
 

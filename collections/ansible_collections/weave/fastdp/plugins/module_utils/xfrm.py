@@ -128,9 +128,9 @@ class Selector:
 
     @staticmethod
     def any(address: str) -> Selector:
-        """The selector of every packet of ``address``'s family (an IP address; IPv6 text
-        alone holds a colon). Shared: every SA of this collection carries one."""
-        return _ANY_SELECTORS[":" in address]
+        """The selector of every packet of ``address``'s family (an IP address). Shared: every
+        SA of this collection carries one."""
+        return _ANY_SELECTORS[inet.is_ipv6(address)]
 
     def packed(self) -> tuple:
         """The fields of struct xfrm_selector (_SELECTOR)."""
@@ -203,7 +203,7 @@ def esp_transport_sa(*, src: str, dst: str, spi: int, reqid: int, aead: str, key
     only names the family, addresses spelled as the kernel spells them. Raises XfrmError
     naming the field that is wrong."""
     src, dst = inet.field("src", src, XfrmError), inet.field("dst", dst, XfrmError)
-    if (":" in src) != (":" in dst):
+    if inet.is_ipv6(src) != inet.is_ipv6(dst):
         raise XfrmError(f"dst: {dst} is not of the same address family as src {src}")
     check_spi(spi)
     if aead not in AEAD_KEY_BYTES:

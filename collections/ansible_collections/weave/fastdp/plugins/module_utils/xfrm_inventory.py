@@ -116,7 +116,7 @@ def declared_mesh(*, local_address, peers, retain, password,
         if address == local:
             raise XfrmError(f"peers[{i}].address: {address} ({peer['name']}) is this host's "
                             "own address (local_address)")
-        if (":" in address) != (":" in local):
+        if inet.is_ipv6(address) != inet.is_ipv6(local):
             raise XfrmError(f"peers[{i}].address: {address} is not of the address family of "
                             f"local_address {local}")
         if address in addresses:
