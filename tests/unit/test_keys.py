@@ -95,18 +95,19 @@ class _NoExchange:
 
 
 def test_a_shared_secret_is_computed_once_per_peer_and_the_record_holds_no_password(tmp_path):
+    password = "mesh-password!"  # '-' and '!' never occur in the record's base64, hex or JSON
     state = keys.StateDir(str(tmp_path / "state"))
     private, peer = state.create_identity(), keys.public_key_text(X25519PrivateKey.generate())
-    first = state.sessions("pw")
-    assert first.key(peer) == _session(private, peer, "pw")
+    first = state.sessions(password)
+    assert first.key(peer) == _session(private, peer, password)
     state.save_sessions(first)
     record = (tmp_path / "state" / "shared-secrets.json").read_bytes()
     assert stat.S_IMODE(os.stat(tmp_path / "state" / "shared-secrets.json").st_mode) == 0o600
-    assert b"pw" not in record and first.key(peer).hex().encode() not in record
+    assert password.encode() not in record and first.key(peer).hex().encode() not in record
 
-    again = state.sessions("pw")
+    again = state.sessions(password)
     again.private = _NoExchange()
-    assert again.key(peer) == _session(private, peer, "pw")
+    assert again.key(peer) == _session(private, peer, password)
     assert again.key(peer) != state.sessions("another password").key(peer)
 
 
