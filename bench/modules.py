@@ -14,7 +14,8 @@ ranges hold fewer than 1000 hosts, so every size uses the IPv6 underlay), per mo
   converge   the module from empty (changed=true)
   no-op      the same module again (changed=false)
   raw dump   the kernel's own tool dumping the same objects: ``ip xfrm policy``,
-             ``ip6tables-save -c``, ``bridge fdb show dev wf-bench`` (process start included)
+             ``ip6tables-save -c``, ``bridge fdb show dev wf-bench`` and ``ip neigh show dev
+             wf-bench`` (process starts included)
   backend    the module's step (module_utils) called in-process in check mode for the no-op
              (one kernel dump through the collection's own code, plan, nothing applied): the
              module's cost without Python start-up, imports and Ansible's argument handling;
@@ -55,6 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "collections"))
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.weave.fastdp.plugins.filter import mesh as mesh_filters
 from ansible_collections.weave.fastdp.plugins.module_utils import (
     guards,
     keys,
@@ -79,11 +81,16 @@ PASSWORD = "bench password, not a secret"
 DEVICE = "wf-bench"
 NATIVE = ("xfrm_policy", "guards", "vxlan")
 RAW = {"xfrm_policy": "ip xfrm policy", "guards": "ip6tables-save -c",
-       "vxlan": f"bridge fdb show dev {DEVICE}", "xfrm_state": "ip xfrm state"}
+       "vxlan": f"bridge fdb show dev {DEVICE} + ip neigh show dev {DEVICE}",
+       "xfrm_state": "ip xfrm state"}
 
 
 def peer_addresses(n: int) -> list[str]:
     return [f"2001:db8::{0x100 + i:x}" for i in range(n)]
+
+
+def overlay_addresses(n: int) -> list[str]:
+    return [f"2001:db8:1::{0x100 + i:x}" for i in range(n)]
 
 
 # ------------------------------------------------------------------ measuring
@@ -141,9 +148,11 @@ def timed(fn, runs: int = 5, before=None) -> tuple[float, float, object]:
     return statistics.median(times), statistics.median(cpus), value
 
 
-def tool(argv: list[str], netns: str | None = None) -> str:
+def tool(commands: list[list[str]], netns: str | None = None) -> str:
+    """The output of each of the kernel tool's ``commands``, one after the other."""
     with entered(netns):
-        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return "".join(subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+                       for argv in commands)
 
 
 def make_netns(extra_v4: bool = True) -> str:
@@ -176,8 +185,15 @@ def guard_args(n: int, ns: str) -> dict:
 
 
 def vxlan_args(n: int, ns: str) -> dict:
+    """What the mesh role declares: per peer an all-zeros FDB entry, its device's MAC behind it
+    and its overlay address at that MAC."""
+    peers = [{"address": a, "overlay_address": o, "vxlan_mac": mesh_filters.vxlan_mac("bench", a)}
+             for a, o in zip(peer_addresses(n), overlay_addresses(n), strict=True)]
     return {"name": DEVICE, "vni": 42, "local": LOCAL, "underlay_interface": "eth0",
-            "addresses": ["203.0.113.1/24"], "peers": peer_addresses(n), "netns": ns}
+            "addresses": ["2001:db8:1::11/64"], "peers": peer_addresses(n),
+            "mac": mesh_filters.vxlan_mac("bench", LOCAL),
+            "macs": mesh_filters.vxlan_macs(peers),
+            "neighbours": mesh_filters.vxlan_neighbours(peers), "netns": ns}
 
 
 ARGS = {"xfrm_policy": policy_args, "guards": guard_args, "vxlan": vxlan_args}
@@ -225,15 +241,19 @@ def _nl_sas(ns):
 
 def _nl_fdb(ns):
     with entered(ns), Rtnl() as rtnl:
-        return rtnl.fdb(rtnl.link(name=DEVICE).index)
+        index = rtnl.link(name=DEVICE).index
+        return rtnl.fdb(index) + rtnl.neighbours(index)
 
 
-# module: (kernel tool argv, what counts as one object in its output, in-process netlink dump)
+# module: (kernel tool commands, what counts as one object in their output, in-process netlink
+# dump)
 DUMPS = {
-    "xfrm_policy": (["ip", "xfrm", "policy"], lambda line: line.startswith("src "), _nl_policies),
-    "guards": (["ip6tables-save", "-c"], lambda line: "-A FASTDP-" in line, None),
-    "vxlan": (["bridge", "fdb", "show", "dev", DEVICE], lambda line: " dst " in line, _nl_fdb),
-    "xfrm_state": (["ip", "xfrm", "state"], lambda line: line.startswith("src "), _nl_sas),
+    "xfrm_policy": ([["ip", "xfrm", "policy"]], lambda line: line.startswith("src "),
+                    _nl_policies),
+    "guards": ([["ip6tables-save", "-c"]], lambda line: "-A FASTDP-" in line, None),
+    "vxlan": ([["bridge", "fdb", "show", "dev", DEVICE], ["ip", "neigh", "show", "dev", DEVICE]],
+              lambda line: " dst " in line or " lladdr " in line, _nl_fdb),
+    "xfrm_state": ([["ip", "xfrm", "state"]], lambda line: line.startswith("src "), _nl_sas),
 }
 
 
@@ -244,8 +264,8 @@ def one_size(module: str, args: dict, ns: str, runs: int) -> dict:
     if not converge["changed"] or noop["changed"]:
         raise RuntimeError(f"{module}: converge changed={converge['changed']}, "
                            f"no-op changed={noop['changed']}")
-    argv, is_object, netlink = DUMPS[module]
-    raw, raw_cpu, out = timed(lambda: tool(argv, ns), runs)
+    commands, is_object, netlink = DUMPS[module]
+    raw, raw_cpu, out = timed(lambda: tool(commands, ns), runs)
     nl = timed(lambda: netlink(ns), runs)[0] if netlink else None
     b_wall, b_cpu, changes = timed(backend(module, args), runs, before=forget_caches)
     if changes:

@@ -91,3 +91,12 @@ def test_attributes_are_padded_and_read_without_their_flag_bits():
     assert {k: bytes(v) for k, v in netlink.attributes(data).items()} == {
         1: b"abc", 2: b"\1\2\3\4", 3: b""}
     assert netlink.attributes(b"skip" + data, 4).keys() == {1, 2, 3}
+
+
+def test_only_the_attributes_asked_for_are_read_up_to_the_last_of_them():
+    data = netlink.attr(2, b"mac") + netlink.attr(1, b"dst") + struct.pack("=HH", 2, 3)
+    # the malformed third attribute is never reached: both asked for come before it
+    assert {k: bytes(v) for k, v in netlink.attributes(data, only=(1, 2)).items()} == {
+        1: b"dst", 2: b"mac"}
+    one_of_two = netlink.attr(3, b"x") + netlink.attr(2, b"y")
+    assert netlink.attributes(one_of_two, only=(1, 2)).keys() == {2}

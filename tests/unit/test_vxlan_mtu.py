@@ -83,11 +83,18 @@ def test_absent_deletes_only_an_existing_device():
 def test_addresses_are_normalised_to_the_kernels_spelling():
     p = normalise(_params(local="2001:DB8:0::11", peers=["2001:db8:0:0::12"],
                           addresses=["2001:DB8:1::1/64"]))
-    assert (p["local"], p["peers"], p["addresses"]) == ("2001:db8::11", ["2001:db8::12"],
+    assert (p["local"], p["peers"], p["addresses"]) == ("2001:db8::11", {"2001:db8::12"},
                                                         ["2001:db8:1::1/64"])
 
 
-def test_peers_are_ordered_numerically_and_spelled_as_netlink_dumps_them():
+def test_reported_peers_are_ordered_numerically_and_spelled_as_netlink_dumps_them():
     p = normalise(_params(local="2001:db8::11",
                           peers=["2001:db8::10", "2001:DB8::9", "::ffff:c633:640c"]))
-    assert p["peers"] == ["::ffff:198.51.100.12", "2001:db8::9", "2001:db8::10"]
+    mac = "02:00:00:00:00:09"
+    device = Device("wf-weave", 4242, 6784, p["local"], "eth0",
+                    fdb=frozenset({(ALL_ZEROS, a) for a in p["peers"]} | {(mac, "2001:db8::9")}))
+    facts = device.facts()
+    assert facts["peers"] == ["::ffff:198.51.100.12", "2001:db8::9", "2001:db8::10"]
+    assert [(e["peer"], e["mac"]) for e in facts["fdb"]] == [
+        ("::ffff:198.51.100.12", ALL_ZEROS), ("2001:db8::9", ALL_ZEROS), ("2001:db8::9", mac),
+        ("2001:db8::10", ALL_ZEROS)]

@@ -58,14 +58,20 @@ def attr(attr_type: int, payload: bytes) -> bytes:
     return nlattr.pack(nlattr.size + len(payload), attr_type) + payload + bytes(-len(payload) % 4)
 
 
-def attributes(data, offset: int = 0) -> dict:
-    """The attributes in ``data`` from ``offset`` on: type -> payload (a slice of ``data``)."""
+def attributes(data, offset: int = 0, only: tuple[int, ...] = ()) -> dict:
+    """The attributes in ``data`` from ``offset`` on: type -> payload (a slice of ``data``).
+    With ``only``, those types alone, read up to the last of them: a dump of thousands of
+    messages decodes what it uses, not every attribute after it."""
     found = {}
     while offset + nlattr.size <= len(data):
         length, attr_type = nlattr.unpack_from(data, offset)
         if length < nlattr.size:
             raise NetlinkError(errno.EBADMSG, f"attribute of length {length}")
-        found[attr_type & NLA_TYPE_MASK] = data[offset + nlattr.size:offset + length]
+        attr_type &= NLA_TYPE_MASK
+        if not only or attr_type in only:
+            found[attr_type] = data[offset + nlattr.size:offset + length]
+            if len(found) == len(only):
+                break
         offset += (length + 3) & ~3
     return found
 

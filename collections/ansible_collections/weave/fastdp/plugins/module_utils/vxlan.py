@@ -86,12 +86,13 @@ class Device:
                                                                     key=_neighbour_key)])
 
     def facts(self) -> dict:
+        fdb = sorted(self.fdb, key=_fdb_key)  # by peer: one all-zeros entry per peer
         return {"name": self.name, "vni": self.vni, "port": self.port, "local": self.local,
                 "underlay_interface": self.underlay_interface, "mtu": self.mtu,
                 "bridge": self.bridge, "mac": self.mac,
                 "addresses": sorted(self.addresses, key=_cidr_key),
-                "peers": sorted({dst for mac, dst in self.fdb if mac == ALL_ZEROS}, key=inet.key),
-                "fdb": [{"mac": mac, "peer": dst} for mac, dst in sorted(self.fdb, key=_fdb_key)],
+                "peers": [dst for mac, dst in fdb if mac == ALL_ZEROS],
+                "fdb": [{"mac": mac, "peer": dst} for mac, dst in fdb],
                 "neighbours": [{"address": ip, "mac": mac} for ip, mac in
                                sorted(self.neighbours, key=_neighbour_key)]}
 
@@ -339,8 +340,9 @@ def validate(params: dict) -> None:
             raise VxlanError(f"addresses[{i}]: {cidr!r} is not address/prefix") from None
     if params["mac"] is not None:
         _unicast_mac("mac", params["mac"])
+    peers = set(params["peers"])
     for i, entry in enumerate(params["macs"]):
-        if entry["peer"] not in params["peers"]:
+        if entry["peer"] not in peers:
             raise VxlanError(f"macs[{i}].peer: {entry['peer']} is not one of peers")
         _unicast_mac(f"macs[{i}].mac", entry["mac"])
     for i, entry in enumerate(params["neighbours"]):
@@ -352,7 +354,7 @@ def normalise(params: dict) -> dict:
     """Addresses in the kernel's spelling, so declared and found compare equal."""
     p = dict(params)
     p["local"] = inet.spelled(p["local"])
-    p["peers"] = sorted({inet.spelled(a) for a in p["peers"]}, key=inet.key)
+    p["peers"] = {inet.spelled(a) for a in p["peers"]}
     p["retain"] = {inet.spelled(a) for a in p["retain"]}
     p["addresses"] = [str(ipaddress.ip_interface(c)) for c in p["addresses"]]
     p["macs"] = [{"mac": m["mac"].lower(), "peer": inet.spelled(m["peer"])} for m in p["macs"]]
