@@ -31,7 +31,8 @@ backend once more with nothing recorded in the state directory (what a no-op cos
 real run recorded the shared secrets and derived keys: X25519 and HKDF for every peer).
 Python in the guest is 20-40x slower than on the host: compare within the guest only.
 
-Medians over --reps repetitions (the machine is shared and noisy). Prints a table, writes
+Medians over --reps repetitions (the machine is shared and noisy); within one, the raw dump,
+the collection's netlink dump and the backend take turns, so their ratio compares like moments. Prints a table, writes
 bench/results/modules.json and bench/results/modules.png. No assertion on any time.
 """
 
@@ -133,19 +134,25 @@ def cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def timed(fn, runs: int = 5, before=None) -> tuple[float, float, object]:
-    """Median wall seconds and median CPU seconds of ``runs`` calls of fn(), its last value;
-    ``before()`` runs untimed before each call. CPU time is what this shared, loaded machine
-    distorts least."""
-    times, cpus, value = [], [], None
+def timed(calls: dict, runs: int = 5, before: dict | None = None) -> dict:
+    """For each named call: its median wall seconds and median CPU seconds over ``runs`` calls,
+    and its last value. The calls take turns, round after round, so each sees the same moments
+    of this shared machine, whose speed drifts by up to 2x within a minute: their ratios hold
+    where absolute times do not. ``before[name]()`` runs untimed before each call of that name.
+    CPU time is what this machine distorts least."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    cpus: dict[str, list[float]] = {name: [] for name in calls}
+    values = {}
     for _ in range(runs):
-        if before:
-            before()
-        c, started = cpu(), time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - started)
-        cpus.append(cpu() - c)
-    return statistics.median(times), statistics.median(cpus), value
+        for name, fn in calls.items():
+            if before and name in before:
+                before[name]()
+            c, started = cpu(), time.perf_counter()
+            values[name] = fn()
+            times[name].append(time.perf_counter() - started)
+            cpus[name].append(cpu() - c)
+    return {name: (statistics.median(times[name]), statistics.median(cpus[name]), values[name])
+            for name in calls}
 
 
 def tool(commands: list[list[str]], netns: str | None = None) -> str:
@@ -258,16 +265,20 @@ DUMPS = {
 
 
 def one_size(module: str, args: dict, ns: str, runs: int) -> dict:
-    """Converge from empty, no-op, raw dumps and the in-process backend no-op, in that order."""
+    """Converge from empty, no-op, then the raw dumps and the in-process backend no-op taking
+    turns."""
     converge = measured(module, args)
     noop = measured(module, args)
     if not converge["changed"] or noop["changed"]:
         raise RuntimeError(f"{module}: converge changed={converge['changed']}, "
                            f"no-op changed={noop['changed']}")
     commands, is_object, netlink = DUMPS[module]
-    raw, raw_cpu, out = timed(lambda: tool(commands, ns), runs)
-    nl = timed(lambda: netlink(ns), runs)[0] if netlink else None
-    b_wall, b_cpu, changes = timed(backend(module, args), runs, before=forget_caches)
+    calls = {"raw": lambda: tool(commands, ns), "backend": backend(module, args)}
+    if netlink:
+        calls["netlink"] = lambda: netlink(ns)
+    times = timed(calls, runs, before={"backend": forget_caches})
+    (raw, raw_cpu, out), (b_wall, b_cpu, changes) = times["raw"], times["backend"]
+    nl = times["netlink"][0] if netlink else None
     if changes:
         raise RuntimeError(f"{module}: the in-process backend no-op plans changes")
     return {"converge": converge["seconds"], "noop": noop["seconds"],
@@ -374,8 +385,9 @@ def guest_state(sizes: list[int], reps: int, out: Path) -> None:
                 # of a version that records them): X25519 and HKDF for every peer
                 for record in ("shared-secrets.json", "derived-keys.json"):
                     os.unlink(os.path.join(state_dir, record))
-                row["backend_noop_unrecorded"] = timed(backend("xfrm_state", args), 3,
-                                                       before=forget_caches)[0]
+                row["backend_noop_unrecorded"] = timed(
+                    {"unrecorded": backend("xfrm_state", args)}, 3,
+                    before={"unrecorded": forget_caches})["unrecorded"][0]
                 samples.append(row)
                 log_row("guest", "xfrm_state", n, f"rep {rep + 1}/{reps}", row)
             finally:

@@ -5,10 +5,9 @@ from ansible_collections.weave.fastdp.plugins.module_utils.vxlan import (
     ALL_ZEROS,
     Device,
     VxlanError,
+    declared,
     max_overlay_mtu,
-    normalise,
     plan,
-    validate,
 )
 
 pytestmark = pytest.mark.unit
@@ -38,10 +37,14 @@ def _params(**over):
     ({"addresses": ["203.0.113.1"]}, "addresses[0]"), ({"name": "a-much-too-long-name"}, "name"),
     ({"macs": [{"mac": "02:00:00:00:00", "peer": "198.51.100.12"}]}, "macs[0].mac"),
     ({"retain": ["nope"]}, "retain[0]"),
+    ({"macs": [{"mac": "02:00:00:00:00:01", "peer": "198.51.100.99"}]}, "macs[0].peer"),
+    ({"neighbours": [{"address": "nope", "mac": "02:00:00:00:00:01"}]}, "neighbours[0].address"),
+    ({"neighbours": [{"address": "203.0.113.2", "mac": "01:00:00:00:00:01"}]},
+     "neighbours[0].mac"),
 ])
 def test_bad_input_names_the_field(over, field):
     with pytest.raises(VxlanError) as failed:
-        validate(_params(**over))
+        declared(_params(**over))
     assert str(failed.value).startswith(f"{field}:")
 
 
@@ -81,14 +84,20 @@ def test_absent_deletes_only_an_existing_device():
 
 
 def test_addresses_are_normalised_to_the_kernels_spelling():
-    p = normalise(_params(local="2001:DB8:0::11", peers=["2001:db8:0:0::12"],
+    p = declared(_params(local="2001:DB8:0::11", peers=["2001:db8:0:0::12"],
                           addresses=["2001:DB8:1::1/64"]))
     assert (p["local"], p["peers"], p["addresses"]) == ("2001:db8::11", {"2001:db8::12"},
                                                         ["2001:db8:1::1/64"])
 
 
+def test_a_macs_peer_is_one_of_peers_however_either_is_spelled():
+    p = declared(_params(local="2001:db8::11", peers=["2001:DB8:0::12"], addresses=[],
+                         macs=[{"mac": "02:AB:00:00:00:01", "peer": "2001:db8:0:0::12"}]))
+    assert p["macs"] == [{"mac": "02:ab:00:00:00:01", "peer": "2001:db8::12"}]
+
+
 def test_reported_peers_are_ordered_numerically_and_spelled_as_netlink_dumps_them():
-    p = normalise(_params(local="2001:db8::11",
+    p = declared(_params(local="2001:db8::11",
                           peers=["2001:db8::10", "2001:DB8::9", "::ffff:c633:640c"]))
     mac = "02:00:00:00:00:09"
     device = Device("wf-weave", 4242, 6784, p["local"], "eth0",

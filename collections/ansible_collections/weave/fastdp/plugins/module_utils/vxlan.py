@@ -313,67 +313,59 @@ class _Target:
                        family=inet.family(ip))
 
 
-def validate(params: dict) -> None:
-    """Checks that need no kernel; each error names its parameter."""
+def declared(params: dict) -> dict:
+    """The parameters checked without a kernel, each error naming its parameter, with addresses
+    in the kernel's spelling and MACs in lower case, so declared and found compare equal."""
     name = params["name"]
     if not 0 < len(name) <= IFNAMSIZ or any(c in name for c in "/ \t\n:"):
         raise VxlanError(f"name: {name!r} is not an interface name (1-{IFNAMSIZ} characters, "
                          "no '/', ':' or blanks)")
     if params["state"] == "absent":
-        return
+        return params
     if not 1 <= params["vni"] <= MAX_VNI:
         raise VxlanError(f"vni: {params['vni']} is outside 1..{MAX_VNI}")
     if not 1 <= params["port"] <= 65535:
         raise VxlanError(f"port: {params['port']} is outside 1..65535")
-    local = _family("local", params["local"])
+    p = dict(params)
+    p["local"] = _address("local", params["local"])
+    p["peers"] = set()
     for i, peer in enumerate(params["peers"]):
-        if _family(f"peers[{i}]", peer) != local:
-            raise VxlanError(f"peers[{i}]: {peer} is not IPv{local} like local")
-    for i, address in enumerate(params["retain"]):
-        _family(f"retain[{i}]", address)
+        spelled = _address(f"peers[{i}]", peer)
+        if inet.is_ipv6(spelled) != inet.is_ipv6(p["local"]):
+            raise VxlanError(f"peers[{i}]: {peer} is not IPv{inet.version(p['local'])} like local")
+        p["peers"].add(spelled)
+    p["retain"] = {_address(f"retain[{i}]", a) for i, a in enumerate(params["retain"])}
+    p["addresses"] = []
     for i, cidr in enumerate(params["addresses"]):
         try:
-            ipaddress.ip_interface(cidr)
             if "/" not in cidr:
                 raise ValueError
+            p["addresses"].append(str(ipaddress.ip_interface(cidr)))
         except ValueError:
             raise VxlanError(f"addresses[{i}]: {cidr!r} is not address/prefix") from None
     if params["mac"] is not None:
-        _unicast_mac("mac", params["mac"])
-    peers = set(params["peers"])
+        p["mac"] = _unicast_mac("mac", params["mac"])
+    p["macs"] = []
     for i, entry in enumerate(params["macs"]):
-        if entry["peer"] not in peers:
+        peer = _address(f"macs[{i}].peer", entry["peer"])
+        if peer not in p["peers"]:
             raise VxlanError(f"macs[{i}].peer: {entry['peer']} is not one of peers")
-        _unicast_mac(f"macs[{i}].mac", entry["mac"])
-    for i, entry in enumerate(params["neighbours"]):
-        _family(f"neighbours[{i}].address", entry["address"])
-        _unicast_mac(f"neighbours[{i}].mac", entry["mac"])
-
-
-def normalise(params: dict) -> dict:
-    """Addresses in the kernel's spelling, so declared and found compare equal."""
-    p = dict(params)
-    p["local"] = inet.spelled(p["local"])
-    p["peers"] = {inet.spelled(a) for a in p["peers"]}
-    p["retain"] = {inet.spelled(a) for a in p["retain"]}
-    p["addresses"] = [str(ipaddress.ip_interface(c)) for c in p["addresses"]]
-    p["macs"] = [{"mac": m["mac"].lower(), "peer": inet.spelled(m["peer"])} for m in p["macs"]]
-    p["mac"] = p["mac"].lower() if p["mac"] else None
-    p["neighbours"] = [{"address": inet.spelled(n["address"]), "mac": n["mac"].lower()}
-                       for n in p["neighbours"]]
+        p["macs"].append({"mac": _unicast_mac(f"macs[{i}].mac", entry["mac"]), "peer": peer})
+    p["neighbours"] = [{"address": _address(f"neighbours[{i}].address", entry["address"]),
+                        "mac": _unicast_mac(f"neighbours[{i}].mac", entry["mac"])}
+                       for i, entry in enumerate(params["neighbours"])]
     return p
 
 
-def _family(label: str, text: str) -> int:
-    try:
-        return inet.version(text)
-    except ValueError:
-        raise VxlanError(f"{label}: {text!r} is not an IP address") from None
+def _address(label: str, text: str) -> str:
+    return inet.field(label, text, VxlanError)
 
 
-def _unicast_mac(label: str, text: str) -> None:
+def _unicast_mac(label: str, text: str) -> str:
+    """``text`` in lower case; VxlanError naming ``label`` when it is no unicast MAC."""
     if not _MAC.fullmatch(text) or int(text[:2], 16) & 1 or text == ALL_ZEROS:
         raise VxlanError(f"{label}: {text!r} is not a unicast MAC address")
+    return text.lower()
 
 
 def _link_local(address: str | None) -> bool:
@@ -422,10 +414,8 @@ REQUIRED_IF = [("state", "present", ["vni", "local"])]
 def converge(module, p: dict) -> dict:
     """The vxlan module's step: the device, its addresses, MTU, master and FDB."""
     try:
-        validate(p)
+        p = declared(p)
         present = p["state"] == "present"
-        if present:
-            p = normalise(p)
         with entered(p["netns"]), Rtnl() as rtnl:
             seen = Kernel(rtnl, p["name"])
             want, max_mtu = wanted(p, seen) if present else (None, None)
