@@ -51,7 +51,7 @@ def spelled(address: str) -> str:
 
 def text(raw) -> str:
     """A 4- or 16-byte address (from netlink, say) as inet_ntop writes it."""
-    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, bytes(raw))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
 @functools.lru_cache(maxsize=4096)  # a run sorts the same peers' addresses more than once

@@ -167,7 +167,7 @@ def _text(raw) -> str | None:
 
 
 def _mac(raw) -> str | None:
-    return bytes(raw).hex(":") if raw is not None else None
+    return raw.hex(":") if raw is not None else None
 
 
 def _ip(raw) -> str | None:

@@ -378,11 +378,11 @@ def _cidr_key(cidr: str):
 
 
 def _fdb_key(entry: tuple[str, str]):
-    return inet.key(entry[1]), entry[0]
+    return *inet.key(entry[1]), entry[0]  # flat: a thousand entries compare faster
 
 
 def _neighbour_key(entry: tuple[str, str]):
-    return inet.key(entry[0]), entry[1]
+    return *inet.key(entry[0]), entry[1]
 
 
 ARGUMENT_SPEC = {
