@@ -32,8 +32,9 @@ real run recorded the shared secrets and derived keys: X25519 and HKDF for every
 Python in the guest is 20-40x slower than on the host: compare within the guest only.
 
 Medians over --reps repetitions (the machine is shared and noisy); within one, the raw dump,
-the collection's netlink dump and the backend take turns, so their ratio compares like moments. Prints a table, writes
-bench/results/modules.json and bench/results/modules.png. No assertion on any time.
+the collection's netlink dump and the backend take turns, so their ratio compares like moments.
+Prints a table, writes bench/results/modules.json and bench/results/modules.png. No assertion on
+any time.
 """
 
 from __future__ import annotations
