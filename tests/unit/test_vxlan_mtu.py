@@ -93,7 +93,7 @@ def test_addresses_are_normalised_to_the_kernels_spelling():
 def test_a_macs_peer_is_one_of_peers_however_either_is_spelled():
     p = declared(_params(local="2001:db8::11", peers=["2001:DB8:0::12"], addresses=[],
                          macs=[{"mac": "02:AB:00:00:00:01", "peer": "2001:db8:0:0::12"}]))
-    assert p["macs"] == [{"mac": "02:ab:00:00:00:01", "peer": "2001:db8::12"}]
+    assert p["macs"] == [("02:ab:00:00:00:01", "2001:db8::12")]
 
 
 def test_reported_peers_are_ordered_numerically_and_spelled_as_netlink_dumps_them():

@@ -16,8 +16,8 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from ansible_collections.weave.fastdp.plugins.module_utils import inet
 from ansible_collections.weave.fastdp.plugins.module_utils.netlink import (
@@ -85,18 +85,6 @@ class Address:
     prefixlen: int
 
 
-class Neighbour(NamedTuple):
-    """A bridge FDB entry (the MAC and, for a VXLAN device, the remote's address) or an
-    ARP/NDP entry (the MAC and the IP address); ``static`` for an entry made by hand
-    (NUD_PERMANENT), not learned by the kernel. A tuple: a dump makes thousands, and a frozen
-    dataclass costs twice as much to make."""
-
-    ifindex: int
-    lladdr: str | None
-    dst: str | None
-    static: bool
-
-
 class Rtnl(Netlink):
     """A NETLINK_ROUTE socket, opened in the current network namespace (it stays there)."""
 
@@ -143,19 +131,27 @@ class Rtnl(Netlink):
                      ifinfomsg.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, name.encode() + b"\0")
                      + attr(IFLA_LINKINFO, info))
 
-    def fdb(self, index: int) -> list[Neighbour]:
-        """The bridge FDB of the link ``index`` alone."""
-        return self._entries_of(index, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0))
+    def fdb(self, index: int) -> list[tuple[str, str]]:
+        """(MAC, remote address) of each entry made by hand in the bridge FDB of the (VXLAN)
+        link ``index``."""
+        return [(mac, dst) for mac, dst in
+                self._permanent(index, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0)) if dst]
 
-    def neighbours(self, index: int) -> list[Neighbour]:
-        """The ARP and NDP entries of the link ``index`` alone."""
-        return self._entries_of(index, ndmsg.pack(0, 0, 0, 0, 0) + attr(NDA_IFINDEX, u32.pack(index)))
+    def neighbours(self, index: int) -> list[tuple[str, str]]:
+        """(IP address, MAC) of each ARP and NDP entry made by hand on the link ``index``."""
+        return [(dst, mac) for mac, dst in self._permanent(
+            index, ndmsg.pack(0, 0, 0, 0, 0) + attr(NDA_IFINDEX, u32.pack(index))) if mac]
 
-    def _entries_of(self, index: int, request: bytes) -> list[Neighbour]:
-        """A neighbour dump the kernel filters on the link ``index``; a kernel without that
-        filter sends every link's entries, so they are checked here too."""
-        return [n for n in map(_decode_neighbour, self.request(RTM_GETNEIGH, NLM_F_DUMP, request))
-                if n.ifindex == index]
+    def _permanent(self, index: int, request: bytes) -> Iterator[tuple[str | None, str | None]]:
+        """(MAC, IP address) of each NUD_PERMANENT entry (made by hand, not learned by the
+        kernel) of a neighbour dump the kernel filters on the link ``index``; a kernel without
+        that filter sends every link's entries, so they are checked here too. Only the entries
+        kept are decoded: a dump holds thousands."""
+        for msg in self.request(RTM_GETNEIGH, NLM_F_DUMP, request):
+            _, ifindex, state, _, _ = ndmsg.unpack_from(msg)
+            if ifindex == index and state & NUD_PERMANENT:
+                attrs = attributes(msg, ndmsg.size, only=(NDA_DST, NDA_LLADDR))
+                yield _mac(attrs.get(NDA_LLADDR)), _ip(attrs.get(NDA_DST))
 
 
 def _u32(raw) -> int | None:
@@ -196,10 +192,3 @@ def _decode_link(msg: memoryview) -> Link:
 def _decode_address(msg: memoryview) -> Address:
     _, prefixlen, _, _, index = ifaddrmsg.unpack_from(msg)
     return Address(index, _ip(attributes(msg, ifaddrmsg.size).get(IFA_ADDRESS)), prefixlen)
-
-
-def _decode_neighbour(msg: memoryview) -> Neighbour:
-    _, ifindex, state, _, _ = ndmsg.unpack_from(msg)
-    attrs = attributes(msg, ndmsg.size, only=(NDA_DST, NDA_LLADDR))
-    return Neighbour(ifindex, _mac(attrs.get(NDA_LLADDR)), _ip(attrs.get(NDA_DST)),
-                     bool(state & NUD_PERMANENT))

@@ -98,9 +98,9 @@ class Device:
 
 
 class Kernel:
-    """What one run sees through ``rtnl``: the addresses, the neighbours, the FDB of the
-    device named, and links looked up by name or index when asked (each once), never a dump of
-    every link."""
+    """What one run sees through ``rtnl``: the addresses, the neighbours and FDB entries made
+    by hand on the device named, and links looked up by name or index when asked (each once),
+    never a dump of every link."""
 
     def __init__(self, rtnl: Rtnl, name: str):
         self.rtnl = rtnl
@@ -136,10 +136,9 @@ class Kernel:
             up=link.up, bridge=self.name_of(link.master),
             addresses=frozenset(f"{a.address}/{a.prefixlen}" for a in self.addresses
                                 if a.index == link.index and not _link_local(a.address)),
-            fdb=frozenset((n.lladdr, n.dst) for n in self.fdb if n.dst and n.static),
+            fdb=frozenset(self.fdb),
             mac=link.mac,
-            neighbours=frozenset((n.dst, n.lladdr) for n in self.neighbours
-                                 if n.static and n.lladdr),
+            neighbours=frozenset(self.neighbours),
         )
 
 
@@ -168,13 +167,12 @@ def wanted(params: dict, seen: Kernel) -> tuple[Device, int]:
         if master.kind != "bridge":
             raise VxlanError(f"bridge: {bridge} is not a bridge")
     fdb = {(ALL_ZEROS, peer) for peer in params["peers"]}
-    fdb |= {(entry["mac"], entry["peer"]) for entry in params["macs"]}
+    fdb.update(params["macs"])
     return Device(name=params["name"], vni=params["vni"], port=params["port"],
                   local=params["local"], underlay_interface=underlay, mtu=mtu, bridge=bridge,
                   addresses=frozenset(params["addresses"]), fdb=frozenset(fdb),
                   mac=params["mac"],
-                  neighbours=frozenset((n["address"], n["mac"]) for n in params["neighbours"])
-                  ), limit
+                  neighbours=frozenset(params["neighbours"])), limit
 
 
 @dataclass
@@ -315,7 +313,8 @@ class _Target:
 
 def declared(params: dict) -> dict:
     """The parameters checked without a kernel, each error naming its parameter, with addresses
-    in the kernel's spelling and MACs in lower case, so declared and found compare equal."""
+    in the kernel's spelling and MACs in lower case, so declared and found compare equal;
+    ``macs`` as (MAC, peer) and ``neighbours`` as (address, MAC) pairs, as a Device holds them."""
     name = params["name"]
     if not 0 < len(name) <= IFNAMSIZ or any(c in name for c in "/ \t\n:"):
         raise VxlanError(f"name: {name!r} is not an interface name (1-{IFNAMSIZ} characters, "
@@ -327,44 +326,60 @@ def declared(params: dict) -> dict:
     if not 1 <= params["port"] <= 65535:
         raise VxlanError(f"port: {params['port']} is outside 1..65535")
     p = dict(params)
-    p["local"] = _address("local", params["local"])
-    p["peers"] = set()
-    for i, peer in enumerate(params["peers"]):
-        spelled = _address(f"peers[{i}]", peer)
-        if inet.is_ipv6(spelled) != inet.is_ipv6(p["local"]):
-            raise VxlanError(f"peers[{i}]: {peer} is not IPv{inet.version(p['local'])} like local")
-        p["peers"].add(spelled)
-    p["retain"] = {_address(f"retain[{i}]", a) for i, a in enumerate(params["retain"])}
-    p["addresses"] = []
-    for i, cidr in enumerate(params["addresses"]):
-        try:
-            if "/" not in cidr:
-                raise ValueError
-            p["addresses"].append(str(ipaddress.ip_interface(cidr)))
-        except ValueError:
-            raise VxlanError(f"addresses[{i}]: {cidr!r} is not address/prefix") from None
+    p["local"] = _each("local", [params["local"]], inet.spelled)[0]
+    peers = _each("peers[{}]", params["peers"], inet.spelled)
+    ipv6 = inet.is_ipv6(p["local"])
+    other_family = [i for i, peer in enumerate(peers) if inet.is_ipv6(peer) != ipv6]
+    if other_family:
+        i = other_family[0]
+        raise VxlanError(f"peers[{i}]: {params['peers'][i]} is not IPv{inet.version(p['local'])} "
+                         "like local")
+    p["peers"] = set(peers)
+    p["retain"] = set(_each("retain[{}]", params["retain"], inet.spelled))
+    p["addresses"] = _each("addresses[{}]", params["addresses"], _interface)
     if params["mac"] is not None:
-        p["mac"] = _unicast_mac("mac", params["mac"])
-    p["macs"] = []
-    for i, entry in enumerate(params["macs"]):
-        peer = _address(f"macs[{i}].peer", entry["peer"])
-        if peer not in p["peers"]:
-            raise VxlanError(f"macs[{i}].peer: {entry['peer']} is not one of peers")
-        p["macs"].append({"mac": _unicast_mac(f"macs[{i}].mac", entry["mac"]), "peer": peer})
-    p["neighbours"] = [{"address": _address(f"neighbours[{i}].address", entry["address"]),
-                        "mac": _unicast_mac(f"neighbours[{i}].mac", entry["mac"])}
-                       for i, entry in enumerate(params["neighbours"])]
+        p["mac"] = _each("mac", [params["mac"]], _unicast_mac)[0]
+    macs = params["macs"]
+    mac_peers = _each("macs[{}].peer", [entry["peer"] for entry in macs], inet.spelled)
+    strays = [i for i, peer in enumerate(mac_peers) if peer not in p["peers"]]
+    if strays:
+        raise VxlanError(f"macs[{strays[0]}].peer: {macs[strays[0]]['peer']} is not one of peers")
+    p["macs"] = list(zip(_each("macs[{}].mac", [entry["mac"] for entry in macs], _unicast_mac),
+                         mac_peers))
+    neighbours = params["neighbours"]
+    p["neighbours"] = list(zip(
+        _each("neighbours[{}].address", [entry["address"] for entry in neighbours], inet.spelled),
+        _each("neighbours[{}].mac", [entry["mac"] for entry in neighbours], _unicast_mac)))
     return p
 
 
-def _address(label: str, text: str) -> str:
-    return inet.field(label, text, VxlanError)
+def _each(label: str, values: list, check) -> list:
+    """``check`` of each value; its ValueError becomes VxlanError naming ``label`` formatted
+    with the value's index. A mesh declares thousands of values: a label is made only for an
+    error."""
+    checked = []
+    for i, value in enumerate(values):
+        try:
+            checked.append(check(value))
+        except ValueError as exc:
+            raise VxlanError(f"{label.format(i)}: {exc}") from None
+    return checked
 
 
-def _unicast_mac(label: str, text: str) -> str:
-    """``text`` in lower case; VxlanError naming ``label`` when it is no unicast MAC."""
+def _interface(cidr: str) -> str:
+    """``cidr`` as address/prefix in the kernel's spelling."""
+    if "/" not in cidr:
+        raise ValueError(f"{cidr!r} is not address/prefix")
+    try:
+        return str(ipaddress.ip_interface(cidr))
+    except ValueError:
+        raise ValueError(f"{cidr!r} is not address/prefix") from None
+
+
+def _unicast_mac(text: str) -> str:
+    """``text`` in lower case; ValueError when it is no unicast MAC."""
     if not _MAC.fullmatch(text) or int(text[:2], 16) & 1 or text == ALL_ZEROS:
-        raise VxlanError(f"{label}: {text!r} is not a unicast MAC address")
+        raise ValueError(f"{text!r} is not a unicast MAC address")
     return text.lower()
 
 
