@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ansible_collections.weave.fastdp.plugins.module_utils import inet
@@ -134,24 +133,26 @@ class Rtnl(Netlink):
     def fdb(self, index: int) -> list[tuple[str, str]]:
         """(MAC, remote address) of each entry made by hand in the bridge FDB of the (VXLAN)
         link ``index``."""
-        return [(mac, dst) for mac, dst in
-                self._permanent(index, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0)) if dst]
+        return self._permanent(index, ifinfomsg.pack(AF_BRIDGE, 0, index, 0, 0))
 
     def neighbours(self, index: int) -> list[tuple[str, str]]:
         """(IP address, MAC) of each ARP and NDP entry made by hand on the link ``index``."""
-        return [(dst, mac) for mac, dst in self._permanent(
-            index, ndmsg.pack(0, 0, 0, 0, 0) + attr(NDA_IFINDEX, u32.pack(index))) if mac]
+        return [(ip, mac) for mac, ip in self._permanent(
+            index, ndmsg.pack(0, 0, 0, 0, 0) + attr(NDA_IFINDEX, u32.pack(index)))]
 
-    def _permanent(self, index: int, request: bytes) -> Iterator[tuple[str | None, str | None]]:
+    def _permanent(self, index: int, request: bytes) -> list[tuple[str, str]]:
         """(MAC, IP address) of each NUD_PERMANENT entry (made by hand, not learned by the
-        kernel) of a neighbour dump the kernel filters on the link ``index``; a kernel without
-        that filter sends every link's entries, so they are checked here too. Only the entries
-        kept are decoded: a dump holds thousands."""
+        kernel) that has both, from a neighbour dump the kernel filters on the link ``index``;
+        a kernel without that filter sends every link's entries, so they are checked here too.
+        Only the entries kept are decoded: a dump holds thousands."""
+        entries = []
         for msg in self.request(RTM_GETNEIGH, NLM_F_DUMP, request):
             _, ifindex, state, _, _ = ndmsg.unpack_from(msg)
             if ifindex == index and state & NUD_PERMANENT:
-                attrs = attributes(msg, ndmsg.size, only=(NDA_DST, NDA_LLADDR))
-                yield _mac(attrs.get(NDA_LLADDR)), _ip(attrs.get(NDA_DST))
+                attrs = attributes(msg, ndmsg.size, only=(NDA_LLADDR, NDA_DST))
+                if len(attrs) == 2:
+                    entries.append((attrs[NDA_LLADDR].hex(":"), inet.text(attrs[NDA_DST])))
+        return entries
 
 
 def _u32(raw) -> int | None:
