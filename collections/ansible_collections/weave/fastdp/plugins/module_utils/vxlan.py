@@ -86,13 +86,16 @@ class Device:
                                                                     key=_neighbour_key)])
 
     def facts(self) -> dict:
-        fdb = sorted(self.fdb, key=_fdb_key)  # by peer: one all-zeros entry per peer
+        macs_at: dict[str, list[str]] = {}  # peer -> MACs: a thousand peers sort, not each entry
+        for mac, dst in self.fdb:
+            macs_at.setdefault(dst, []).append(mac)
+        peers = sorted(macs_at, key=inet.key)
         return {"name": self.name, "vni": self.vni, "port": self.port, "local": self.local,
                 "underlay_interface": self.underlay_interface, "mtu": self.mtu,
                 "bridge": self.bridge, "mac": self.mac,
                 "addresses": sorted(self.addresses, key=_cidr_key),
-                "peers": [dst for mac, dst in fdb if mac == ALL_ZEROS],
-                "fdb": [{"mac": mac, "peer": dst} for mac, dst in fdb],
+                "peers": [dst for dst in peers if ALL_ZEROS in macs_at[dst]],
+                "fdb": [{"mac": mac, "peer": dst} for dst in peers for mac in sorted(macs_at[dst])],
                 "neighbours": [{"address": ip, "mac": mac} for ip, mac in
                                sorted(self.neighbours, key=_neighbour_key)]}
 
