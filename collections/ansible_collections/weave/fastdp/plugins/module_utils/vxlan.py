@@ -15,6 +15,7 @@ in the parameters is ever touched.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
@@ -219,11 +220,11 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
         return result
     if before is not None:
         kept = {(mac, dst) for mac, dst in before.fdb - want.fdb if keep_peer(dst)}
-        peer_of = dict(before.fdb)
-        kept_neighbours = {(ip, mac) for ip, mac in before.neighbours - want.neighbours
-                           if keep_peer(peer_of.get(mac))}
-        want = replace(want, fdb=want.fdb | kept,
-                       neighbours=want.neighbours | kept_neighbours)
+        not_wanted = before.neighbours - want.neighbours
+        peer_of = dict(before.fdb) if not_wanted else {}
+        kept_neighbours = {(ip, mac) for ip, mac in not_wanted if keep_peer(peer_of.get(mac))}
+        if kept or kept_neighbours:
+            want = replace(want, fdb=want.fdb | kept, neighbours=want.neighbours | kept_neighbours)
     result = Plan(before, want)
     if before is not None and before.identity() != want.identity():
         result.recreate = "; ".join(
@@ -379,6 +380,7 @@ def _interface(cidr: str) -> str:
         raise ValueError(f"{cidr!r} is not address/prefix") from None
 
 
+@functools.lru_cache(maxsize=4096)  # a mesh declares each peer's MAC twice: FDB, neighbour
 def _unicast_mac(text: str) -> str:
     """``text`` in lower case; ValueError when it is no unicast MAC."""
     if not _MAC.fullmatch(text) or int(text[:2], 16) & 1 or text == ALL_ZEROS:
