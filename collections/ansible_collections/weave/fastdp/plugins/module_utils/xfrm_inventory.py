@@ -235,37 +235,44 @@ def wanted_policies(declared: list[dict], reqid: int) -> list[Policy]:
     """Policies as declared; raise XfrmError naming the bad field."""
     wanted, seen = [], {}
     for i, p in enumerate(declared):
-        where = f"policies[{i}]"
-        (src, src_len, src_version), (dst, dst_len, dst_version) = (
-            _prefix(p[name], f"{where}.{name}") for name in ("src", "dst"))
-        if src_version != dst_version:
-            raise XfrmError(f"{where}.dst: {p['dst']} is not of the family of src {p['src']}")
-        proto = p["proto"]
-        if isinstance(proto, str):
-            proto = int(proto) if proto.isdigit() else PROTOCOL_NUMBERS.get(proto)
-        if not isinstance(proto, int) or not 0 <= proto <= 255:
-            raise XfrmError(f"{where}.proto: {p['proto']!r} is not one of "
-                            f"{sorted(PROTOCOL_NUMBERS)} or a protocol number")
-        t = p["template"]
-        tmpl_reqid = reqid if t.get("reqid") is None else t["reqid"]
-        if tmpl_reqid != reqid:
-            raise XfrmError(f"{where}.template.reqid: {tmpl_reqid} differs from reqid {reqid}: "
-                            "the policy would not be ours and its SA would not match")
         try:
-            check_spi(t["spi"])
-        except XfrmError as exc:
-            raise XfrmError(f"{where}.template.{exc}") from None
-        template = Template(src=inet.field(f"{where}.template.src", t["src"], XfrmError),
-                            dst=inet.field(f"{where}.template.dst", t["dst"], XfrmError),
-                            spi=t["spi"], reqid=reqid)
-        policy = Policy(selector=Selector(src, dst, src_len, dst_len, proto),
-                        dir=p["direction"], templates=(template,), mark=p["mark"] or 0,
-                        mask=p["mask"] if p["mask"] is not None else (p["mark"] or 0))
+            policy = _wanted_policy(p, reqid)
+        except XfrmError as exc:  # names a field of the policy: the index is added only now
+            raise XfrmError(f"policies[{i}].{exc}") from None
         if policy.identity in seen:
-            raise XfrmError(f"{where}: same selector, direction and mark as policies[{seen[policy.identity]}]")
+            raise XfrmError(f"policies[{i}]: same selector, direction and mark as "
+                            f"policies[{seen[policy.identity]}]")
         seen[policy.identity] = i
         wanted.append(policy)
     return wanted
+
+
+def _wanted_policy(p: dict, reqid: int) -> Policy:
+    """One declared policy; XfrmError naming the field (``dst``, ``template.src``)."""
+    src, src_len, src_version = _prefix(p["src"], "src")
+    dst, dst_len, dst_version = _prefix(p["dst"], "dst")
+    if src_version != dst_version:
+        raise XfrmError(f"dst: {p['dst']} is not of the family of src {p['src']}")
+    proto = p["proto"]
+    if isinstance(proto, str):
+        proto = int(proto) if proto.isdigit() else PROTOCOL_NUMBERS.get(proto)
+    if not isinstance(proto, int) or not 0 <= proto <= 255:
+        raise XfrmError(f"proto: {p['proto']!r} is not one of {sorted(PROTOCOL_NUMBERS)} or a "
+                        "protocol number")
+    t = p["template"]
+    tmpl_reqid = reqid if t.get("reqid") is None else t["reqid"]
+    if tmpl_reqid != reqid:
+        raise XfrmError(f"template.reqid: {tmpl_reqid} differs from reqid {reqid}: the policy "
+                        "would not be ours and its SA would not match")
+    try:
+        check_spi(t["spi"])
+        template = Template(src=inet.field("src", t["src"], XfrmError),
+                            dst=inet.field("dst", t["dst"], XfrmError), spi=t["spi"], reqid=reqid)
+    except XfrmError as exc:
+        raise XfrmError(f"template.{exc}") from None
+    return Policy(selector=Selector(src, dst, src_len, dst_len, proto), dir=p["direction"],
+                  templates=(template,), mark=p["mark"] or 0,
+                  mask=p["mask"] if p["mask"] is not None else (p["mark"] or 0))
 
 
 def _prefix(value, name) -> tuple[str, int, int]:
