@@ -372,12 +372,12 @@ def _each(label: str, values: list, check) -> list:
 
 def _interface(cidr: str) -> str:
     """``cidr`` as address/prefix in the kernel's spelling."""
-    if "/" not in cidr:
-        raise ValueError(f"{cidr!r} is not address/prefix")
     try:
-        return str(ipaddress.ip_interface(cidr))
+        if "/" in cidr:
+            return str(ipaddress.ip_interface(cidr))
     except ValueError:
-        raise ValueError(f"{cidr!r} is not address/prefix") from None
+        pass
+    raise ValueError(f"{cidr!r} is not address/prefix")
 
 
 @functools.lru_cache(maxsize=4096)  # a mesh declares each peer's MAC twice: FDB, neighbour
