@@ -330,7 +330,7 @@ def declared(params: dict) -> dict:
     if not 1 <= params["port"] <= 65535:
         raise VxlanError(f"port: {params['port']} is outside 1..65535")
     p = dict(params)
-    p["local"] = _each("local", [params["local"]], inet.spelled)[0]
+    p["local"] = inet.field("local", params["local"], VxlanError)
     peers = _each("peers[{}]", params["peers"], inet.spelled)
     ipv6 = inet.is_ipv6(p["local"])
     other_family = [i for i, peer in enumerate(peers) if inet.is_ipv6(peer) != ipv6]
