@@ -61,7 +61,7 @@ def wired(name: str, p: dict, done: dict) -> dict:
         params["peers"] = [{**peer, "inbound_spis": spis.get(peer["name"], [])}
                            for peer in params["peers"]]
     elif name.endswith("_sas"):
-        params.update(state="present", direction=name.removesuffix("_sas"))
+        params.update(state="present", direction=name[:-len("_sas")])
     elif name == "outbound_policies":
         sas = p["outbound_sas"]
         params.update(reqid=sas["reqid"], netns=sas["netns"], policies=inventory.outbound_policies(

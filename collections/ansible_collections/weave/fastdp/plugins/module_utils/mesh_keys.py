@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ansible_collections.weave.fastdp.plugins.module_utils import keys
+from ansible_collections.weave.fastdp.plugins.module_utils.compat import SLOTS
 
 
 class MeshError(Exception):
@@ -87,7 +88,7 @@ def publish(table: dict, *, sessions: keys.Sessions, mesh: str, receiver: str,
     return published
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class DerivedSA:
     peer: str
     epoch: int

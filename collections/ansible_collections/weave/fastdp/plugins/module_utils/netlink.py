@@ -16,7 +16,10 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Self
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: typing.Self came with Python 3.11
+    from typing_extensions import Self
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3

@@ -230,7 +230,7 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
         result.recreate = "; ".join(
             f"{label} {old} -> {new}" for label, old, new in zip(
                 ("vni", "port", "local", "underlay_interface"),
-                before.identity(), want.identity(), strict=True) if old != new)
+                before.identity(), want.identity()) if old != new)
         result.steps.append((f"delete device {before.name} to recreate it ({result.recreate})",
                              _Target.delete))
         before = None

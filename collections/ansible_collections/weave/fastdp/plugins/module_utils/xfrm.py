@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ansible_collections.weave.fastdp.plugins.module_utils import inet
+from ansible_collections.weave.fastdp.plugins.module_utils.compat import KW_ONLY, SLOTS
 from ansible_collections.weave.fastdp.plugins.module_utils.netlink import (
     NLM_F_ACK,
     NLM_F_CREATE,
@@ -114,7 +115,7 @@ def _unpack_address(raw: bytes, family: int) -> str:
     return inet.text(raw if family == socket.AF_INET6 else raw[:4])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Selector:
     """Which packets: addresses with prefix lengths, protocol and ports (0: any)."""
 
@@ -158,7 +159,7 @@ class Selector:
 _ANY_SELECTORS = {False: Selector("0.0.0.0", "0.0.0.0", 0, 0), True: Selector("::", "::", 0, 0)}
 
 
-@dataclass(kw_only=True, slots=True)
+@dataclass(**KW_ONLY, **SLOTS)
 class SA:
     """An XFRM state. Equality covers everything that matters, not the counters; ``repr`` and
     ``str`` never show the key (see ``fingerprint``). Never changed once made, yet not frozen:
@@ -226,7 +227,7 @@ def check_spi(spi: int) -> None:
         raise XfrmError(f"spi: {spi:#x} is zero, reserved (1-255) or not 32 bits")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, **KW_ONLY, **SLOTS)
 class Template:
     """The transform a policy asks for: the SA (src, dst, SPI, reqid) it goes through."""
 
@@ -242,7 +243,7 @@ class Template:
                 f"{self.spi:#010x} reqid {self.reqid} {self.mode}")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, **KW_ONLY, **SLOTS)
 class Policy:
     """An XFRM policy. The kernel knows it by (selector, dir, mark/mask); ``index`` is the
     kernel's number for it and not compared."""

@@ -15,6 +15,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments, inet, keys, mesh_keys
+from ansible_collections.weave.fastdp.plugins.module_utils.compat import SLOTS
 from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
@@ -91,7 +92,7 @@ def apply(xfrm: XfrmSocket, changes: list[Change]) -> None:
 
 # --- SAs --------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class WantedSA:
     peer: str
     epoch: int
