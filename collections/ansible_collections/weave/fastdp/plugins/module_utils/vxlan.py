@@ -15,14 +15,16 @@ in the parameters is ever touched.
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments, inet
+from ansible_collections.weave.fastdp.plugins.module_utils.netlink import NetlinkError
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
-from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Link, Rtnl
+from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import IFNAMSIZ, Link, Rtnl
 
 VXLAN_OVERHEAD = {4: 50, 6: 70}  # outer Ethernet 14 + IP 20/40 + UDP 8 + VXLAN 8
 # ESP transport with a 16-byte ICV: SPI 4 + sequence 4 + IV 8 + pad length 1 + next header 1
@@ -31,10 +33,7 @@ ESP_OVERHEAD = 34
 MIN_MTU = 68
 MAX_VNI = (1 << 24) - 1
 ALL_ZEROS = "00:00:00:00:00:00"
-IFNAMSIZ = 15
-_NUD_PERMANENT = 0x80
-_NUD_PERMANENT_NOARP = _NUD_PERMANENT | 0x40
-_NTF_SELF = 0x02
+MAX_NAME = IFNAMSIZ - 1  # the kernel's limit, without the terminating NUL
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
@@ -192,21 +191,18 @@ class Plan:
     def changes(self) -> list[str]:
         return [text for text, _ in self.steps]
 
-    def apply(self) -> None:
-        """Make the changes in the current network namespace, through pyroute2 (imported
-        only when there is a change: a no-op run does without it)."""
+    def apply(self, rtnl: Rtnl) -> None:
+        """Make the changes through ``rtnl``, in order; the first the kernel refuses stops the
+        run, named with the changes made before it."""
         if not self.steps:
             return
-        from pyroute2 import IPRoute
-
-        with IPRoute() as ipr:
-            target = _Target(ipr, (self.after or self.before).name)
-            for done, (text, step) in enumerate(self.steps):
-                try:
-                    step(target)
-                except Exception as exc:  # netlink errors, reported with the step
-                    raise VxlanError(f"{text}: {exc} (done before it: "
-                                     f"{'; '.join(self.changes[:done]) or 'nothing'})") from exc
+        target = _Target(rtnl, (self.after or self.before).name)
+        for done, (text, step) in enumerate(self.steps):
+            try:
+                step(target)
+            except OSError as exc:  # NetlinkError: the kernel's reason
+                raise VxlanError(f"{text}: {exc} (done before it: "
+                                 f"{'; '.join(self.changes[:done]) or 'nothing'})") from exc
 
 
 def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
@@ -241,31 +237,37 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
     steps = result.steps
     for ip, mac in sorted(before.neighbours - want.neighbours, key=_neighbour_key):
         steps.append((f"remove neigh {ip} lladdr {mac}",
-                      lambda t, i=ip, m=mac: t.neighbour("del", i, m)))
+                      lambda t, i=ip, m=mac: t.rtnl.delete_neighbour(t.index, i, m)))
     for cidr in sorted(before.addresses - want.addresses, key=_cidr_key):
-        steps.append((f"remove address {cidr}", lambda t, c=cidr: t.address("del", c)))
+        steps.append((f"remove address {cidr}",
+                      lambda t, c=cidr: t.rtnl.delete_address(t.index, *_split(c))))
     for mac, dst in sorted(before.fdb - want.fdb, key=_fdb_key):
-        steps.append((f"remove fdb {mac} dst {dst}", lambda t, m=mac, d=dst: t.fdb("del", m, d)))
+        steps.append((f"remove fdb {mac} dst {dst}",
+                      lambda t, m=mac, d=dst: t.rtnl.delete_fdb(t.index, m, d)))
     if before.mtu != want.mtu:
-        steps.append((f"set mtu {before.mtu} -> {want.mtu}", lambda t: t.set(mtu=want.mtu)))
+        steps.append((f"set mtu {before.mtu} -> {want.mtu}",
+                      lambda t: t.rtnl.set_link(t.index, mtu=want.mtu)))
     if want.mac is not None and before.mac != want.mac:
         steps.append((f"set address {want.mac} (was {before.mac})",
-                      lambda t: t.set(address=want.mac)))
+                      lambda t: t.rtnl.set_link(t.index, mac=want.mac)))
     if before.learning != want.learning:
         steps.append(("set learning (was nolearning)",
-                      lambda t: t.set(kind="vxlan", vxlan_learning=1)))
+                      lambda t: t.rtnl.set_link(t.index, vxlan_learning=True)))
     if want.bridge is not None and before.bridge != (want.bridge or None):
         steps.append((f"set master {before.bridge} -> {want.bridge or None}",
-                      lambda t: t.set(master=t.index_of(want.bridge) if want.bridge else 0)))
+                      lambda t: t.rtnl.set_link(
+                          t.index, master=t.index_of(want.bridge) if want.bridge else 0)))
     for cidr in sorted(want.addresses - before.addresses, key=_cidr_key):
-        steps.append((f"add address {cidr}", lambda t, c=cidr: t.address("add", c)))
+        steps.append((f"add address {cidr}",
+                      lambda t, c=cidr: t.rtnl.add_address(t.index, *_split(c))))
     for mac, dst in sorted(want.fdb - before.fdb, key=_fdb_key):
-        steps.append((f"add fdb {mac} dst {dst}", lambda t, m=mac, d=dst: t.fdb("append", m, d)))
+        steps.append((f"add fdb {mac} dst {dst}",
+                      lambda t, m=mac, d=dst: t.rtnl.append_fdb(t.index, m, d)))
     for ip, mac in sorted(want.neighbours - before.neighbours, key=_neighbour_key):
         steps.append((f"add neigh {ip} lladdr {mac}",
-                      lambda t, i=ip, m=mac: t.neighbour("replace", i, m)))
+                      lambda t, i=ip, m=mac: t.rtnl.replace_neighbour(t.index, i, m)))
     if not before.up:
-        steps.append(("set up", lambda t: t.set(state="up")))
+        steps.append(("set up", lambda t: t.rtnl.set_link(t.index, up=True)))
     if want.bridge is None:  # not managed: report what it is
         result.after = replace(result.after, bridge=before.bridge)
     if want.mac is None:
@@ -274,10 +276,11 @@ def plan(before: Device | None, want: Device | None, keep_peer) -> Plan:
 
 
 class _Target:
-    """The device being changed; its index is looked up again after it is (re)created."""
+    """The device being changed through ``rtnl``; its index is looked up again after it is
+    (re)created."""
 
-    def __init__(self, ipr, name: str):
-        self.ipr, self.name, self._index = ipr, name, None
+    def __init__(self, rtnl: Rtnl, name: str):
+        self.rtnl, self.name, self._index = rtnl, name, None
 
     @property
     def index(self) -> int:
@@ -286,33 +289,24 @@ class _Target:
         return self._index
 
     def index_of(self, name: str) -> int:
-        return self.ipr.link("get", ifname=name)[0]["index"]
+        link = self.rtnl.link(name=name)
+        if link is None:
+            raise NetlinkError(errno.ENODEV)
+        return link.index
 
     def delete(self) -> None:
-        self.ipr.link("del", index=self.index)
+        self.rtnl.delete_link(self.index)
         self._index = None
 
     def create(self, want: Device) -> None:
-        local = "vxlan_local" if inet.version(want.local) == 4 else "vxlan_local6"
-        self.ipr.link("add", ifname=want.name, kind="vxlan", vxlan_id=want.vni,
-                      vxlan_port=want.port, vxlan_learning=1,
-                      vxlan_link=self.index_of(want.underlay_interface), mtu=want.mtu,
-                      **{local: want.local}, **({"address": want.mac} if want.mac else {}))
+        self.rtnl.add_vxlan(want.name, want.vni, want.port, mtu=want.mtu, mac=want.mac,
+                            learning=True, underlay=self.index_of(want.underlay_interface),
+                            local=want.local)
 
-    def set(self, **attrs) -> None:
-        self.ipr.link("set", index=self.index, **attrs)
 
-    def address(self, command: str, cidr: str) -> None:
-        ip, prefix = cidr.split("/")
-        self.ipr.addr(command, index=self.index, address=ip, prefixlen=int(prefix))
-
-    def fdb(self, command: str, mac: str, dst: str) -> None:
-        self.ipr.fdb(command, ifindex=self.index, lladdr=mac, dst=dst,
-                     state=_NUD_PERMANENT_NOARP, flags=_NTF_SELF)
-
-    def neighbour(self, command: str, ip: str, mac: str) -> None:
-        self.ipr.neigh(command, ifindex=self.index, dst=ip, lladdr=mac, state=_NUD_PERMANENT,
-                       family=inet.family(ip))
+def _split(cidr: str) -> tuple[str, int]:
+    address, prefix = cidr.split("/")
+    return address, int(prefix)
 
 
 def declared(params: dict) -> dict:
@@ -320,8 +314,8 @@ def declared(params: dict) -> dict:
     in the kernel's spelling and MACs in lower case, so declared and found compare equal;
     ``macs`` as (MAC, peer) and ``neighbours`` as (address, MAC) pairs, as a Device holds them."""
     name = params["name"]
-    if not 0 < len(name) <= IFNAMSIZ or any(c in name for c in "/ \t\n:"):
-        raise VxlanError(f"name: {name!r} is not an interface name (1-{IFNAMSIZ} characters, "
+    if not 0 < len(name) <= MAX_NAME or any(c in name for c in "/ \t\n:"):
+        raise VxlanError(f"name: {name!r} is not an interface name (1-{MAX_NAME} characters, "
                          "no '/', ':' or blanks)")
     if params["state"] == "absent":
         return params
@@ -442,7 +436,7 @@ def converge(module, p: dict) -> dict:
             change = plan(seen.device(p["name"]), want,
                           keep_peer=lambda a: a in p["retain"] or not p["purge"])
             if not module.check_mode:
-                change.apply()
+                change.apply(rtnl)
     except (VxlanError, NetnsError, OSError) as exc:
         raise arguments.Failed(str(exc)) from exc
     if change.recreate:
