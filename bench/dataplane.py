@@ -17,8 +17,8 @@ All five are configured once, side by side, each between its own pair of underla
 round runs iperf3 (same settings) for each variant back to back, order rotated per round,
 and checks with the SA byte counters that each ESP variant went through its own SA and that
 no other SA moved; the medians over the rounds are reported, and the ratios per round.
-Crypto in the guest is emulated (QEMU TCG): absolute figures mean little, only ratios
-measured in one run do. Results: bench/results/dataplane.json.
+Crypto in the guest (User-Mode Linux) is generic C, no AES-NI: absolute figures mean little,
+only ratios measured in one run do. Results: bench/results/dataplane.json.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def guest_facts() -> dict:
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
     flags = set(re.search(r"flags\s*:\s*(.*)", cpuinfo)[1].split())
     return {"kernel": platform.release(), "cpu_model": model[1] if model else "?",
-            "cpus": os.cpu_count(), "virtualization": "QEMU TCG (--disable-kvm), emulated crypto",
+            "cpus": os.cpu_count(), "virtualization": "User-Mode Linux, generic C crypto",
             "cpu_crypto_flags": sorted(flags & {"aes", "pclmulqdq", "avx", "avx2", "ssse3"}),
             "crypto_drivers": crypto_drivers()}
 

@@ -29,7 +29,7 @@ for N synthetic peers are made with the module_utils (keys.StateDir, mesh_keys.e
 and the inbound converge, no-op, ``ip xfrm state`` and backend are timed the same way; then the
 backend once more with nothing recorded in the state directory (what a no-op costs before a
 real run recorded the shared secrets and derived keys: X25519 and HKDF for every peer).
-Python in the guest is 20-40x slower than on the host: compare within the guest only.
+The guest (User-Mode Linux) pays for every system call: compare within the guest only.
 
 Medians over --reps repetitions (the machine is shared and noisy); within one, the raw dump,
 the collection's netlink dump and the backend take turns, so their ratio compares like moments.
@@ -404,7 +404,7 @@ def print_table(result: dict) -> None:
     host, guest = result["host"], result.get("guest") or {}
     print(f"\nModule scale, {result['date']}; host kernel {host['kernel']}, {host['cpu']} "
           f"({host['cpus']} CPUs, shared)"
-          + (f"; guest kernel {guest['kernel']} (QEMU TCG)" if guest else ""))
+          + (f"; guest kernel {guest['kernel']} (User-Mode Linux)" if guest else ""))
     print(f"medians of {result['reps']} runs (guest: {result['guest_reps']}); a module run is a "
           "fresh Python process (run_module); ratio = no-op / raw dump; cpu = user+system s")
     head = (f"{'peers':>5} {'module':11} {'kern':5} {'converge':>8} {'no-op':>6} {'raw':>7} "
@@ -468,7 +468,7 @@ def plot(result: dict, path: Path) -> None:
         ax.set_xlabel("peers")
         ax.set_ylabel("seconds")
         ax.set_title("host kernel (native, netns)" if kernel == "host"
-                     else "guest kernel (QEMU TCG, ~20-40x slower Python)")
+                     else "guest kernel (User-Mode Linux)")
         ax.grid(True, which="both", alpha=0.3)
         if rows:
             ax.legend(fontsize=6.5, loc="upper left")

@@ -5,12 +5,12 @@
       per SA and per policy, looped over the peers; first run and re-run.
 Run as root: ``./run bench playbooks [--sizes 3,10,20]``.
 
-SAs need ESP, so the lab hosts live in the guest kernel (booted once for every size); the
-controller, real ``ansible-playbook`` with one fork per host, runs natively on the host and
-reaches each host's sshd over SSH through QEMU's user network (lab.remote). Every module still
-runs in the guest, where Python is 20-40x slower than on the host: only the ratios within one
-run mean anything. Wall seconds of each ansible-playbook run; prints a table and writes
-bench/results/playbooks.json after each run. No assertion on any time.
+SAs need ESP, so everything runs in the guest kernel (User-Mode Linux, booted once for every
+size): the lab hosts, each sshd in its own distribution's root filesystem, and the controller,
+real ``ansible-playbook`` with one fork per host. UML has one CPU and pays for every system
+call: only the ratios within one run mean anything. Wall seconds of each ansible-playbook run;
+prints a table and writes bench/results/playbooks.json after each run. No assertion on any
+time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 from bench._machine import machine
-from lab.guest import REPO
+from lab.guest import REPO, in_guest, kernel_release, run_in_guest
+from lab.hosts import Lab
 from lab.playbook import run_playbook
-from lab.remote import RemoteLab, labs_in_guest
 
 RESULTS = REPO / "bench" / "results"
 NAIVE = REPO / "bench" / "naive-mesh.yml"
@@ -37,17 +37,17 @@ RATIOS = {"noop_over_floor": ("noop", "floor"), "naive_rerun_over_noop": ("naive
           "naive_over_converge": ("naive", "converge")}
 
 
-def timed_run(lab: RemoteLab, playbook: str | Path, *, expect_changed: bool) -> dict:
+def timed_run(lab: Lab, playbook: str | Path, *, expect_changed: bool) -> dict:
     """One ansible-playbook run with a fork per host: its wall seconds and changed count."""
     started = time.monotonic()
-    run = run_playbook(lab, str(playbook), "--forks", str(lab.hosts))
+    run = run_playbook(lab, str(playbook), "--forks", str(len(lab.hosts)))
     seconds = time.monotonic() - started
     if run.returncode or bool(run.changed) != expect_changed:
-        raise RuntimeError(f"{playbook} on {lab.hosts} hosts: {run}")
+        raise RuntimeError(f"{playbook} on {len(lab.hosts)} hosts: {run}")
     return {"s": seconds, "changed": run.changed}
 
 
-def measure(lab: RemoteLab, row: dict, *, naive: bool, save) -> None:
+def measure(lab: Lab, row: dict, *, naive: bool, save) -> None:
     """Fill ``row`` with the runs on one lab; ``save()`` after each run, so a run cut short
     keeps what it measured."""
     floor = lab.work_dir / "floor.yml"
@@ -67,8 +67,8 @@ def measure(lab: RemoteLab, row: dict, *, naive: bool, save) -> None:
 
 def print_table(result: dict) -> None:
     print(f"playbook scale, {result['date']}, guest kernel {result['guest']['kernel']} "
-          f"({result['guest']['cpus']} vCPUs, QEMU TCG), controller on the host "
-          f"({result['host']['cpu']}); wall seconds of one ansible-playbook run")
+          f"(User-Mode Linux, 1 CPU, controller inside it; host {result['host']['cpu']}); "
+          f"wall seconds of one ansible-playbook run")
     print(f"{'hosts':>5} {'floor':>5} {'converge':>9} {'no-op':>7} {'naive':>7} "
           f"{'naive re-run':>12} {'no-op/floor':>11} {'naive re-run/no-op':>18}")
     for r in result["rows"]:
@@ -90,10 +90,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=12 * 3600,
                         help="seconds the guest may run in all (sizes not done by then are left)")
     args = parser.parse_args()
+    if not in_guest():
+        guest = run_in_guest(shlex.join(["python", "-m", "bench.playbooks", *sys.argv[1:]]),
+                             timeout=args.timeout, stream=True)
+        sys.exit(guest.returncode)
     sizes = [int(s) for s in args.sizes.split(",")]
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the guest is told to stop
     started = time.monotonic()
-    rwdir = Path(tempfile.mkdtemp(prefix="wf-bench-playbooks-"))
+    rwdir = Path(os.environ.get("WF_GUEST_RWDIR") or tempfile.mkdtemp(prefix="wf-bench-"))
     os.environ["WF_PLAYBOOK_LOG"] = str(rwdir / "playbooks.log")
     print(f"bench playbooks: each run's output goes to {rwdir}/playbooks.log", flush=True)
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -115,11 +118,12 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for lab in labs_in_guest(sizes, rwdir, timeout=args.timeout, log=rwdir / "guest.log"):
-        result["guest"] = json.loads((lab.work_dir / "guest.json").read_text())
-        measured.append(row := {"hosts": lab.hosts, "date": result["date"], "commit": commit})
-        measure(lab, row, naive=lab.hosts <= args.naive_up_to, save=save)
-        print(f"bench playbooks: {lab.hosts} hosts done", flush=True)
+    result["guest"] = {"kernel": kernel_release(), "cpus": os.cpu_count()}
+    for n in sizes:
+        with Lab(count=n, name="wfpb", sshd=True) as lab:
+            measured.append(row := {"hosts": n, "date": result["date"], "commit": commit})
+            measure(lab, row, naive=n <= args.naive_up_to, save=save)
+        print(f"bench playbooks: {n} hosts done", flush=True)
     print_table(result)
     print(f"wrote {out}")
 

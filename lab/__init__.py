@@ -1,2 +1,3 @@
 """weave.fastdp's kernel lab: test hosts in network namespaces reached over
-real SSH, and a guest-kernel runner for what the host kernel cannot do (ESP)."""
+real SSH, root filesystems of real distributions for them, and a User-Mode Linux kernel
+runner for what the host kernel cannot do (ESP)."""

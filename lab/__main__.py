@@ -9,7 +9,7 @@ import sys
 
 from lab.guest import in_guest, run_in_guest
 from lab.hosts import Lab, LabError
-from lab.remote import release, up_in_guest
+from lab.rootfs import DEFAULT_PLATFORM, PLATFORMS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,9 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="create lab hosts with sshd, print the inventory path")
     up.add_argument("--hosts", type=int, default=3)
     up.add_argument("--name", default="wf")
-    up.add_argument("--kernel", choices=["host", "guest"], default="host",
-                    help="guest: the hosts live in the guest kernel (ESP), booted in the "
-                         "background until `down`; the inventory reaches them over SSH from here")
+    up.add_argument("--platform", action="append", choices=sorted(PLATFORMS),
+                    help="each host's distribution, cycled over the hosts (repeat it; default "
+                         f"{DEFAULT_PLATFORM})")
     down = sub.add_parser("down", help="destroy a lab, also the leftovers of a killed run")
     which = down.add_mutually_exclusive_group()
     which.add_argument("--name", default="wf")
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     guest = sub.add_parser("guest", help="run a command in the guest kernel: guest -- CMD")
     guest.add_argument("cmd", nargs=argparse.REMAINDER)
     smoke = sub.add_parser("smoke", help="hand-made encrypted fastdp between two hosts "
-                                         "(needs ESP: the guest kernel)")
+                                         "(needs ESP: run it in the guest kernel)")
     smoke.add_argument("--mismatched-key", action="store_true",
                        help="give one receiver a wrong key: the smoke must FAIL")
     sub.add_parser("demo", help="the main job: a 3-host mesh converged by playbooks/site.yml, "
@@ -38,15 +38,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "up":
-            if args.kernel == "guest":
-                print(up_in_guest(args.name, args.hosts))
-                return 0
-            lab = Lab(count=args.hosts, name=args.name, sshd=True, detached=True).create()
+            lab = Lab(count=args.hosts, name=args.name, sshd=True, platforms=args.platform,
+                      detached=True).create()
             print(lab.inventory)
             return 0
         if args.command == "down":
             for name in Lab.existing() if args.all else [args.name]:
-                release(name)
                 Lab.destroy_stale(name)
             return 0
         if args.command == "smoke":
@@ -56,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "mesh-demo":
             from lab.demo import run_demo
 
-            return 0 if run_demo() else 1
+            return 0 if run_demo(echo=True) else 1
     except LabError as e:
         print(f"lab: {e}", file=sys.stderr)
         return 1

@@ -2,7 +2,7 @@
 makes one. Lab hosts reached over SSH, ``playbooks/site.yml`` converges them, ``status.yml``
 prints every pair's state, and a capture on the underlay while every pair pings across the
 overlay shows that only ESP crossed the wire. Needs ESP: ``python -m lab demo`` runs it in the
-guest kernel.
+guest kernel (User-Mode Linux).
 """
 
 from __future__ import annotations
@@ -17,17 +17,20 @@ from lab.playbook import run_playbook
 from lab.smoke import ping
 
 
-def run_demo(*, hosts: int = 3, log: Callable[[str], None] = print) -> bool:
+def run_demo(*, hosts: int = 3, log: Callable[[str], None] = print, echo: bool = False) -> bool:
+    """``echo`` prints each playbook's output as it comes (the command line's demo does)."""
     with Lab(count=hosts, name="wfdemo", sshd=True) as lab:
         log(f"lab: {', '.join(f'{h.name} {h.address}' for h in lab.hosts)} (inventory "
             f"{lab.inventory})")
         log("ansible-playbook playbooks/site.yml ...")
-        converge = run_playbook(lab, "site.yml")
-        log(converge.output[converge.output.find("PLAY RECAP"):].strip())
+        converge = run_playbook(lab, "site.yml", echo=echo)
+        if not echo:
+            log(converge.output[converge.output.find("PLAY RECAP"):].strip())
         if converge.returncode:
-            log(converge.output)
+            if not echo:
+                log(converge.output)
             return False
-        status = run_playbook(lab, "status.yml")
+        status = run_playbook(lab, "status.yml", echo=echo)
         tables = re.findall(r'ok: \[(\S+)\] => \{\n\s*"msg": \[\n(.*?)\n\s*\]', status.output,
                             re.DOTALL)
         for host, table in tables:

@@ -5,9 +5,12 @@ Host ``hI`` is namespace ``<name>-hI`` with ``eth0`` at 198.51.100.(10+I)/24 and
 bridge ``<name>-br`` in the root namespace; the bridge holds 198.51.100.1 and 2001:db8::1,
 the hosts' default gateway, so the controller (root namespace) reaches every host.
 
-The hosts share this machine's filesystem, users and hostname: ``ip netns exec`` only
-switches the network namespace (and remounts /sys). That is why every host gets its own
-state directory in the inventory, and why the inventory's Python is this venv's.
+A host with sshd is a server of its own: sshd runs chrooted in an overlay of a real
+distribution's root filesystem (lab.rootfs, one platform per host), so Ansible runs the
+modules with that distribution's ``/usr/bin/python3`` and packages, and the collection's state
+lives in the host's own /var/lib. In the guest kernel (no nf_tables for IPv4) each host's
+iptables alternatives point at the legacy backend, in its overlay only. Hosts without sshd
+(module tests) share this machine's filesystem and get a state directory each.
 
 Every lab uses the same addresses, so only one lab can exist at a time on a kernel: a
 second one waits (bounded) for the first to go, and reaps it if its owner process died.
@@ -18,17 +21,20 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 import yaml
+
+from lab import rootfs
+from lab.guest import IPTABLES_LINKS, in_guest
 
 GATEWAY = "198.51.100.1"
 GATEWAY6 = "2001:db8::1"
@@ -51,11 +57,15 @@ def work_dir(name: str) -> Path:
 
 @dataclass(frozen=True)
 class LabHost:
+    """``root``: where the host's own root filesystem is mounted (None: no sshd, the
+    machine's filesystem); ``platform``: the distribution it holds (lab.rootfs.PLATFORMS)."""
     name: str
     netns: str
     address: str
     address6: str
     iface: str = "eth0"
+    platform: str | None = None
+    root: Path | None = None
 
 
 class LabError(RuntimeError):
@@ -63,7 +73,9 @@ class LabError(RuntimeError):
 
 
 class Lab:
-    """``count`` hosts named ``h1``..``hN``; ``sshd=False`` skips SSH for namespace-only labs.
+    """``count`` hosts named ``h1``..``hN``; ``sshd=False`` skips SSH (and the hosts' own
+    root filesystems) for namespace-only labs. ``platforms`` names each host's distribution
+    (cycled over the hosts; default lab.rootfs.DEFAULT_PLATFORM).
 
     ``detached`` labs (``python -m lab up``) belong to no process: only ``destroy`` or
     ``python -m lab down`` removes them. Other labs record their owner process, so a lab
@@ -71,7 +83,8 @@ class Lab:
     """
 
     def __init__(self, count: int = 3, name: str = "wf", sshd: bool = True, *,
-                 detached: bool = False, claim_timeout: float = 300):
+                 platforms: list[str] | None = None, detached: bool = False,
+                 claim_timeout: float = 300):
         if not NAME_RE.match(name):
             raise LabError(f"lab name {name!r}: lower-case letters and digits, letter first")
         if not 1 <= count <= 240:
@@ -84,8 +97,11 @@ class Lab:
         self.claim_timeout = claim_timeout
         self.work_dir = work_dir(name)
         self.bridge = f"{name}-br"
+        platforms = platforms or [rootfs.DEFAULT_PLATFORM]
         self.hosts = [
-            LabHost(f"h{i}", f"{name}-h{i}", f"198.51.100.{10 + i}", f"2001:db8::{10 + i:x}")
+            LabHost(f"h{i}", f"{name}-h{i}", f"198.51.100.{10 + i}", f"2001:db8::{10 + i:x}",
+                    platform=platforms[(i - 1) % len(platforms)] if sshd else None,
+                    root=self.work_dir / f"h{i}" / "root" if sshd else None)
             for i in range(1, count + 1)
         ]
         self.inventory = self.work_dir / "inventory.yml"
@@ -106,8 +122,12 @@ class Lab:
                 return h
         raise LabError(f"no host {host!r} in lab {self.name}")
 
-    def state_dir(self, host: LabHost | str) -> Path:
-        return self.work_dir / self.host(host).name / "state"
+    def state_dir(self, host: LabHost | str, mesh: str = "weave") -> Path:
+        """The collection's state directory of ``mesh`` on the host, as seen from here."""
+        h = self.host(host)
+        if h.root is None:
+            return self.work_dir / h.name / "state"
+        return h.root / "var/lib/weave-fastdp" / mesh
 
     def exec(self, host: LabHost | str, *argv, check: bool = True, **kw):
         """Run argv in the host's network namespace; output captured as text unless told."""
@@ -143,21 +163,20 @@ class Lab:
         """Remove whatever a lab called ``name`` left: processes in its namespaces, sshd,
         namespaces, links, work dir. Finds them by name, so it also cleans a killed run."""
         wd = work_dir(name)
-        listeners = set()
-        for pidfile in wd.glob("h*/sshd.pid"):
-            pid = _read(pidfile)
-            if pid.isdigit() and str(pidfile.parent) in _read(Path(f"/proc/{pid}/cmdline")):
-                listeners.add(int(pid))
         namespaces = [ns for ns in _netns_names() if re.fullmatch(rf"{name}-h\d+", ns)]
+        in_lab = {pid for ns in namespaces
+                  for pid in map(int, _run("ip", "netns", "pids", ns, check=False).stdout.split())}
+        listeners = {int(pid) for pid in map(_read, wd.glob("h*/sshd.pid"))
+                     if pid.isdigit() and int(pid) in in_lab}
         # Sessions first, so that their sshd, still alive, reaps them (no zombies left).
-        for ns in namespaces:
-            for pid in map(int, _run("ip", "netns", "pids", ns, check=False).stdout.split()):
-                if pid not in listeners:
-                    _stop(pid, sig=signal.SIGKILL)
+        for pid in in_lab - listeners:
+            _stop(pid, sig=signal.SIGKILL)
         for pid in listeners:
             _stop(pid)
         for pid in _users_of(wd):
             _stop(pid)
+        for mount in _mounts_under(wd):
+            _run("umount", "-l", mount, check=False)
         for ns in namespaces:
             _run("ip", "netns", "del", ns, check=False)
         for link in _links():
@@ -211,7 +230,10 @@ class Lab:
     def _make_hosts(self) -> None:
         root = []
         for h in self.hosts:
-            (self.work_dir / h.name / "state").mkdir(parents=True, mode=0o700)
+            (self.work_dir / h.name / ("root" if h.root else "state")).mkdir(parents=True,
+                                                                           mode=0o700)
+            if h.root:
+                self._mount_root(h)
             root += [
                 f"netns add {h.netns}",
                 f"link add {h.netns} type veth peer name {h.iface} netns {h.netns}",
@@ -228,54 +250,56 @@ class Lab:
                 f"route add default via {GATEWAY6}",
             ])
 
+    def _mount_root(self, h: LabHost) -> None:
+        """The host's root filesystem: its platform's image under an overlay whose writes stay
+        in the lab's work dir (the image is shared by every host and never written)."""
+        image = rootfs.ensure(h.platform)
+        upper, work = (self.work_dir / h.name / d for d in ("upper", "work"))
+        upper.mkdir()
+        work.mkdir()
+        _run("mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={image},upperdir={upper},workdir={work}", h.root)
+        if in_guest():  # this kernel's nf_tables has no IPv4: the legacy backend
+            for link in IPTABLES_LINKS:
+                alternative = h.root / "etc/alternatives" / link
+                if alternative.is_symlink():
+                    target = str(alternative.readlink()).replace("-nft", "-legacy")
+                    alternative.unlink()
+                    alternative.symlink_to(target)
+
     def _start_sshd(self) -> None:
-        host_key = self.work_dir / "ssh_host_ed25519_key"
-        for key in (host_key, self.private_key):
-            _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"wf-lab-{self.name}",
-                 "-f", key)
-        authorized = self.work_dir / "authorized_keys"
-        shutil.copy(self.private_key.with_suffix(".pub"), authorized)
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+        """sshd of each host, chrooted in its root filesystem with /proc, /sys (of its
+        network namespace), /dev and a /run of its own, in a mount namespace that ends with it;
+        root logs in with the lab's key, as on a server set up for Ansible."""
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"wf-lab-{self.name}",
+             "-f", self.private_key)
+        public = self.private_key.with_suffix(".pub").read_text()
         for h in self.hosts:
-            hdir = self.work_dir / h.name
-            config = hdir / "sshd_config"
-            config.write_text(
+            ssh_dir = h.root / "root/.ssh"
+            ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (ssh_dir / "authorized_keys").write_text(public)
+            (h.root / "etc/ssh/sshd_config.d/wf-lab.conf").write_text(
                 f"ListenAddress {h.address}:{SSH_PORT}\n"
                 f"ListenAddress [{h.address6}]:{SSH_PORT}\n"
-                f"HostKey {host_key}\n"
-                f"PidFile {hdir / 'sshd.pid'}\n"
-                f"AuthorizedKeysFile {authorized}\n"
                 "PermitRootLogin prohibit-password\n"
-                "PubkeyAuthentication yes\n"
                 "PasswordAuthentication no\n"
                 "KbdInteractiveAuthentication no\n"
                 "UsePAM no\n"
-                "StrictModes no\n"
                 "UseDNS no\n"
-                "Subsystem sftp internal-sftp\n"
             )
-            with open(hdir / "sshd.log", "wb") as log:
+            root = shlex.quote(str(h.root))
+            mounts = (f"mount -t proc proc {root}/proc && mount -t sysfs sysfs {root}/sys && "
+                      f"mount --rbind /dev {root}/dev && mount -t tmpfs -o mode=0755 tmpfs "
+                      f"{root}/run && mkdir -p {root}/run/sshd && "
+                      f"exec chroot {root} /usr/sbin/sshd -D -e")
+            with open(self.work_dir / h.name / "sshd.log", "wb") as log:
                 self._sshd[h.name] = subprocess.Popen(
-                    [*self._root_unlocked(), "ip", "netns", "exec", h.netns,
-                     "/usr/sbin/sshd", "-D", "-e", "-f", config],
+                    ["ip", "netns", "exec", h.netns, "unshare", "--mount", "--propagation",
+                     "private", "sh", "-c", mounts],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            (self.work_dir / h.name / "sshd.pid").write_text(str(self._sshd[h.name].pid))
         for h in self.hosts:
             self._wait_for_ssh(h)
-
-    def _root_unlocked(self) -> list[str]:
-        """A command prefix under which root's account is not locked, for sshd without PAM
-        (which refuses a locked account even for key logins). Where root's password field
-        says locked ("!", as in the guest kernel's view of /etc and on many distributions),
-        sshd sees a copy of /etc/shadow with "*" (no password, not locked) bind-mounted in a
-        mount namespace of its own; the machine's /etc/shadow is never changed."""
-        shadow = Path("/etc/shadow").read_text()
-        if not re.search(r"^root:!", shadow, re.MULTILINE):
-            return []
-        copy = self.work_dir / "shadow"
-        copy.write_text(re.sub(r"^root:[^:]*:", "root:*:", shadow, flags=re.MULTILINE))
-        copy.chmod(0o600)
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f'mount --bind {copy} /etc/shadow && exec "$@"', "sh"]
 
     def _wait_for_ssh(self, h: LabHost, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
@@ -297,9 +321,7 @@ class Lab:
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(self.private_key),
                 "ansible_ssh_common_args": SSH_COMMON_ARGS,
-                "ansible_python_interpreter": sys.executable,
-                "fastdp_netns": h.netns,
-                "fastdp_state_dir": str(self.state_dir(h)),
+                "ansible_python_interpreter": "/usr/bin/python3",
                 "fastdp_underlay_address": h.address,
                 "fastdp_overlay_address": f"{overlay_address(h)}/24",
             }
@@ -405,6 +427,16 @@ def _users_of(wd: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _mounts_under(wd: Path) -> list[str]:
+    """Mount points at or below ``wd``, deepest first (to unmount in that order)."""
+    found = []
+    for line in _read(Path("/proc/self/mountinfo")).splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == str(wd) or point.startswith(f"{wd}/"):
+            found.append(point)
+    return sorted(found, key=len, reverse=True)
 
 
 def _read(path: Path) -> str:

@@ -83,17 +83,18 @@ def playbook_command(lab: Lab, playbook: str, *args: str, inventory: Path | None
 
 
 def run_playbook(lab: Lab, playbook: str, *args: str, timeout: float = 3000,
-                 **options) -> PlaybookRun:
+                 echo: bool = False, **options) -> PlaybookRun:
     """Run it to the end (options as for playbook_command), logged as ``run_logged`` does."""
     argv, env = playbook_command(lab, playbook, *args, **options)
-    return PlaybookRun(*run_logged(argv, env=env, timeout=timeout))
+    return PlaybookRun(*run_logged(argv, env=env, timeout=timeout, echo=echo))
 
 
-def run_logged(argv: list[str], *, env: dict | None = None,
-               timeout: float = 3000) -> tuple[int, str]:
+def run_logged(argv: list[str], *, env: dict | None = None, timeout: float = 3000,
+               echo: bool = False) -> tuple[int, str]:
     """Run ``argv`` in the checkout to the end (killed after ``timeout`` s): its exit status and
     output. With WF_PLAYBOOK_LOG set, the output is also appended to that file as it comes (to
-    follow a run in the guest), each play and task headed by the seconds since the start."""
+    follow a run in the guest), each play and task headed by the seconds since the start;
+    ``echo`` prints it as it comes too."""
     log_path = os.environ.get("WF_PLAYBOOK_LOG")
     with subprocess.Popen(argv, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT) as proc:
@@ -108,6 +109,8 @@ def run_logged(argv: list[str], *, env: dict | None = None,
                 if line.startswith(("PLAY [", "TASK [")):
                     log.write(f"# +{time.monotonic() - started:.0f} s\n")
                 log.write(line)
+                if echo:
+                    print(line, end="", flush=True)
             proc.wait()
             log.write(f"# exit {proc.returncode} after {time.monotonic() - started:.0f} s\n")
         timer.cancel()

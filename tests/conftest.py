@@ -1,65 +1,71 @@
 """Test tiers: ``unit`` (pure Python), ``netns`` (host kernel, root) and ``kernel`` (needs ESP).
 
 On the host, every selected ``kernel`` test is replaced by a stand-in that reports the
-outcome of the same test run inside the guest kernel; all of them run in ONE guest boot,
-started when the first stand-in runs. Inside the guest (WF_IN_GUEST=1) they run for real.
-``kernel`` tests also marked ``guest_lab`` run on the host instead: only their lab hosts live
-in the guest (a boot of their own, ``lab up --kernel guest``), the Ansible controller natively.
+outcome of the same test run inside a User-Mode Linux kernel (lab.guest). The stand-ins run
+last; the first one boots the guests: the kernel tests are split by module into GUESTS
+groups of about equal weight, each group run in one UML boot, side by side (UML has one CPU;
+this machine has two). Inside a guest (WF_IN_GUEST=1) they run for real.
+
+Lab hosts with sshd run in root filesystems of real distributions (lab.rootfs); the images
+are built here, before any guest boots, since a guest cannot reach Debian's archive.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from lab import rootfs
 from lab.guest import in_guest, run_in_guest
 
 pytest_plugins = ["lab.pytest_plugin"]
+GUESTS = 2
+TIERS = ("unit", "netns", "kernel")
 
 
-def pytest_addoption(parser):
-    parser.addoption("--long", action="store_true",
-                     help="also run the kernel scenarios marked long (an hour and more in the "
-                          "emulated guest)")
-
-
-@pytest.hookimpl(trylast=True)  # after -k and -m deselect: the guest runs only what is selected
+@pytest.hookimpl(trylast=True)  # after -k and -m deselect: the guests run only what is selected
 def pytest_collection_modifyitems(config, items):
-    if not config.getoption("--long"):
-        deselected = [i for i in items if i.get_closest_marker("long")]
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = [i for i in items if not i.get_closest_marker("long")]
-    tiers = ("unit", "netns", "kernel")
-    untiered = [i.nodeid for i in items if not any(i.get_closest_marker(t) for t in tiers)]
+    untiered = [i.nodeid for i in items if not any(i.get_closest_marker(t) for t in TIERS)]
     if untiered:
-        raise pytest.UsageError(f"tests without a tier marker {tiers}: {untiered}")
+        raise pytest.UsageError(f"tests without a tier marker {TIERS}: {untiered}")
     if in_guest():
-        skip = pytest.mark.skip(reason="guest_lab: run on the host, it boots the guest itself")
-        for item in items:
-            if item.get_closest_marker("guest_lab"):
-                item.add_marker(skip)
         return
-    kernel_items = [i for i in items
-                    if i.get_closest_marker("kernel") and not i.get_closest_marker("guest_lab")]
+    if any(i.get_closest_marker("kernel") or i.get_closest_marker("netns") for i in items):
+        for platform in rootfs.PLATFORMS:
+            rootfs.ensure(platform)
+    kernel_items = [i for i in items if i.get_closest_marker("kernel")]
     if not kernel_items:
         return
-    batch = GuestBatch([i.nodeid for i in kernel_items], config)
-    for idx, item in enumerate(items):
-        if item in kernel_items:
-            stand_in = InGuest.from_parent(item.parent, name=item.name, batch=batch)
-            stand_in.own_markers = list(item.own_markers)
-            items[idx] = stand_in
+    batch = GuestBatch(kernel_items, config)
+    stand_ins = []
+    for item in kernel_items:
+        stand_in = InGuest.from_parent(item.parent, name=item.name, batch=batch)
+        stand_in.own_markers = list(item.own_markers)
+        stand_ins.append(stand_in)
+    items[:] = [i for i in items if i not in kernel_items] + stand_ins
+
+
+def groups(items, count: int) -> list[list[str]]:
+    """Node ids split by module into ``count`` groups, heaviest module first onto the
+    lightest group (a module's tests share its fixtures: they stay in one guest)."""
+    modules: dict[str, list[str]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item.nodeid)
+    split = [[] for _ in range(count)]
+    for nodeids in sorted(modules.values(), key=len, reverse=True):
+        min(split, key=len).extend(nodeids)
+    return [g for g in split if g]
 
 
 class GuestBatch:
-    """The selected kernel tests, run together in one guest boot on first demand."""
+    """The selected kernel tests, run in GUESTS guest boots at once, on first demand."""
 
-    def __init__(self, nodeids, config):
-        self.nodeids = nodeids
+    def __init__(self, items, config):
+        self.groups = groups(items, GUESTS)
         self.config = config
         self.outcomes = None
         self.output = ""
@@ -70,22 +76,34 @@ class GuestBatch:
         return self.outcomes.get(nodeid)
 
     def _run(self):
-        # One folder per run: concurrent runs on one machine must not share junit.xml.
-        rwdir = Path(self.config.rootpath, "build", "guest", str(os.getpid()))
-        rwdir.mkdir(parents=True, exist_ok=True)
-        junit = rwdir / "junit.xml"
-        junit.unlink(missing_ok=True)
-        args = " ".join(f"'{n}'" for n in self.nodeids)
-        result = run_in_guest(
-            f"WF_PLAYBOOK_LOG={rwdir}/playbooks.log "
-            f"python -m pytest -v -p no:cacheprovider -m kernel --junitxml={junit} "
-            f"{'--long ' if self.config.getoption('--long') else ''}{args}",
-            rwdir=rwdir, log=rwdir / "guest.log",
-            timeout=6 * 3600 if self.config.getoption("--long") else 3200,  # CI: 60 minutes in all
-            stream=os.environ.get("WF_GUEST_STREAM") == "1",
-        )
-        self.output = result.output
-        self.outcomes = _parse_junit(junit) if junit.exists() else {}
+        # One folder per run and group: concurrent runs on one machine must not share files.
+        base = Path(self.config.rootpath, "build", "guest", str(os.getpid()))
+        results = {}
+
+        def run(index, nodeids):
+            rwdir = base / str(index)
+            rwdir.mkdir(parents=True, exist_ok=True)
+            junit = rwdir / "junit.xml"
+            junit.unlink(missing_ok=True)
+            args = " ".join(f"'{n}'" for n in nodeids)
+            result = run_in_guest(
+                f"WF_PLAYBOOK_LOG={rwdir}/playbooks.log python -m pytest -v "
+                f"-p no:cacheprovider -m kernel --junitxml={junit} {args}",
+                rwdir=rwdir, log=rwdir / "guest.log", timeout=3600,
+                stream=os.environ.get("WF_GUEST_STREAM") == "1")
+            results[index] = (result, _parse_junit(junit) if junit.exists() else {})
+
+        threads = [threading.Thread(target=run, args=(i, g)) for i, g in enumerate(self.groups)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.outcomes = {}
+        for index in sorted(results):
+            result, outcomes = results[index]
+            self.outcomes.update(outcomes)
+            self.output += (f"--- guest {index} (exit {result.returncode}, "
+                            f"{result.seconds:.0f} s):\n{result.output[-6000:]}\n")
 
 
 def _parse_junit(path):

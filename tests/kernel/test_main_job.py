@@ -1,7 +1,5 @@
 """What a user runs, end to end on the guest kernel: the README's main job and the molecule
-scenario. Each brings up its own lab, converges it with the collection and tears it down.
-Molecule runs in CI, natively, its lab hosts in a guest of their own; the main job (the same
-converge as the mesh tests, plus the demo's printing) only with --long."""
+scenario. Each brings up its own lab, converges it with the collection and tears it down."""
 
 from __future__ import annotations
 
@@ -18,7 +16,6 @@ from lab.playbook import run_logged
 pytestmark = pytest.mark.kernel
 
 
-@pytest.mark.long
 def test_the_main_job_converges_three_hosts_shows_every_pair_encrypted_and_only_esp():
     lines = []
     assert run_demo(log=lines.append), "\n".join(lines)
@@ -28,7 +25,6 @@ def test_the_main_job_converges_three_hosts_shows_every_pair_encrypted_and_only_
     assert "0 to UDP 6784 (plaintext tunnel)" in output
 
 
-@pytest.mark.guest_lab
 def test_molecule_default_scenario_passes_create_converge_idempotence_verify_destroy():
     returncode, output = run_logged(["molecule", "test", "--scenario-name", "default"],
                                     env={**os.environ, "NO_COLOR": "1", "PY_COLORS": "0"},

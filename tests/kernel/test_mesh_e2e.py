@@ -1,6 +1,8 @@
 """The whole mesh on a real kernel: three lab hosts reached over SSH, converged by
 ``ansible-playbook playbooks/site.yml``, proved by what the kernel reports and what crosses the
-wire. The tests run in file order on one lab (each builds on the state the previous left).
+wire. The tests run in file order on one lab (each builds on the state the previous left); the
+mesh's life after that (a converge killed midway, a host joining and leaving, key rotations,
+teardown) is test_mesh_lifecycle.py's, on a lab of its own in the other guest.
 """
 
 from __future__ import annotations
@@ -8,62 +10,27 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import re
-import signal
-import subprocess
-import time
 
 import pytest
 from ansible_collections.weave.fastdp.plugins.module_utils.guards import guard_state
 
 from lab.attacks import esp_sequence, flip_bit, send_frames
 from lab.capture import TUNNEL_PORT, capture
-from lab.hosts import Lab, overlay_address
 from lab.modules import run_module
-from lab.playbook import mesh_inventory, playbook_command, run_playbook, vault_password
-from lab.smoke import ContinuousPing, ping
+from lab.playbook import run_playbook
+from lab.smoke import ping
+from lab.state import converge, mesh_hosts, mesh_lab, sa_stats, xfrm_states
 
-# A converge of this mesh takes 5-13 minutes in the emulated guest: beside molecule's scenario,
-# the whole file does not fit CI's hour, so it runs with --long.
-pytestmark = [pytest.mark.kernel, pytest.mark.long]
-FOREIGN_REQID = 999  # another owner's SA and policy (the join test installs them)
-
-SECRET_PATTERN = re.compile(r"[0-9a-f]{64,}")
+pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture(scope="module")
 def mesh():
-    """Four lab hosts; the mesh is h1-h3 (h4 joins and leaves in one test)."""
-    with Lab(count=4, name="wfe2e", sshd=True) as lab:
-        lab.password = vault_password(lab)
-        lab.three = mesh_inventory(lab, ["h1", "h2", "h3"])
+    """The mesh h1-h3 converged once (with -vvv, for the log test)."""
+    with mesh_lab("wfe2e") as lab:
         lab.first_converge = converge(lab, "-vvv")
         yield lab
-
-
-def converge(lab, *args, inventory=None, **options):
-    return run_playbook(lab, "site.yml", *args, inventory=inventory or lab.three, **options)
-
-
-def mesh_hosts(lab):
-    return lab.hosts[:3]
-
-
-def xfrm_states(lab, host) -> list[dict]:
-    """The host's SAs from ``ip -s xfrm state`` (which has no JSON output) as dicts: src,
-    dst, spi, reqid, key (hex) and the whole text of the SA."""
-    text = lab.exec(host, "ip", "-s", "xfrm", "state").stdout
-    states = []
-    for block in re.split(r"^(?=src )", text, flags=re.MULTILINE):
-        head = re.match(r"src (\S+) dst (\S+)\s+proto esp spi (0x[0-9a-f]+)(?:\(\d+\))? "
-                        r"reqid (\d+)", block)
-        if head:
-            key = re.search(r"aead \S+ (0x[0-9a-f]+)", block)
-            states.append({"src": head[1], "dst": head[2], "spi": int(head[3], 16),
-                           "reqid": int(head[4]), "key": key[1][2:] if key else "",
-                           "text": block})
-    return states
 
 
 def secrets_of(lab) -> dict[str, str]:
@@ -196,17 +163,6 @@ def test_status_shows_every_pair_encrypted(mesh):
     assert "incomplete" not in run.output
 
 
-def sa_stats(lab, host, src, dst) -> dict:
-    """replay and integrity ("failed") counters of the host's SAs src->dst, summed."""
-    total = {"replay": 0, "failed": 0}
-    for sa in xfrm_states(lab, host):
-        if (sa["src"], sa["dst"]) == (src.address, dst.address):
-            m = re.search(r"replay-window \d+ replay (\d+) failed (\d+)", sa["text"])
-            total["replay"] += int(m[1])
-            total["failed"] += int(m[2])
-    return total
-
-
 def test_replayed_and_bit_flipped_esp_and_spoofed_plaintext_are_dropped_and_counted(mesh):
     h1, h2, h3 = mesh_hosts(mesh)
     with capture(mesh, h2, f"esp and src {h1.address}") as wire:
@@ -238,124 +194,3 @@ def test_replayed_and_bit_flipped_esp_and_spoofed_plaintext_are_dropped_and_coun
     after = guard_state("weave", netns=h2.netns)[h1.address]["plaintext_dropped"]
     assert after == dropped + 3
     assert ping(mesh, h1, h2), "the pair still works"
-
-
-def host_state(lab, host) -> dict:
-    """The host's kernel objects of any owner, keys hidden behind the SPI and peer."""
-    return {
-        "sas": sorted((s["src"], s["dst"], s["spi"], s["key"]) for s in xfrm_states(lab, host)),
-        "policies": lab.exec(host, "ip", "xfrm", "policy").stdout,
-        "rules": re.sub(r"\[\d+:\d+\]|^#.*$", "", lab.exec(host, "iptables-save").stdout,
-                        flags=re.MULTILINE),
-        "fdb": lab.exec(host, "bridge", "fdb", "show", "dev", "wf-weave", check=False).stdout,
-    }
-
-
-def test_a_converge_killed_midway_never_lets_plaintext_out_and_a_rerun_converges(mesh):
-    teardown = run_playbook(mesh, "teardown.yml", inventory=mesh.three)
-    assert teardown.returncode == 0, teardown
-    argv, env = playbook_command(mesh, "site.yml", inventory=mesh.three)
-    with capture(mesh, None, f"udp port {TUNNEL_PORT}") as wire:
-        pingers = [subprocess.Popen(["ip", "netns", "exec", a.netns, "ping", "-i", "0.2",
-                                     overlay_address(b)], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-                   for a, b in itertools.permutations(mesh_hosts(mesh), 2)]
-        run = subprocess.Popen(argv, env=env, cwd=mesh.inventory.parent, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-        seen = []
-        for line in run.stdout:
-            seen.append(line)
-            if "TASK [weave.fastdp.mesh : Outbound half" in line:
-                break  # guards, inbound SAs and the VXLAN device exist; no outbound SA yet
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait()
-        assert any("VXLAN device" in line for line in seen), "".join(seen)
-        time.sleep(2)
-        rerun = converge(mesh)
-        assert rerun.returncode == 0, rerun
-        for p in pingers:
-            p.terminate()
-            p.wait()
-    assert wire.count(f"udp port {TUNNEL_PORT}") == 0, "plaintext tunnel packet on the wire"
-    for a, b in itertools.permutations(mesh_hosts(mesh), 2):
-        assert ping(mesh, a, b)
-
-
-def test_a_fourth_host_joins_touching_only_its_pairs_and_leaves_without_a_trace(mesh):
-    h1, h2, h3, h4 = mesh.hosts
-    mesh.exec(h1, "ip", "xfrm", "state", "add", "src", h1.address, "dst", h4.address,
-              "proto", "esp", "spi", "0x4242", "reqid", FOREIGN_REQID, "mode", "transport",
-              "aead", "rfc4106(gcm(aes))", "0x" + "11" * 36, "128")
-    mesh.exec(h1, "ip", "xfrm", "policy", "add", "src", f"{h1.address}/32", "dst",
-              f"{h4.address}/32", "proto", "tcp", "dir", "out", "tmpl", "src", h1.address,
-              "dst", h4.address, "proto", "esp", "reqid", FOREIGN_REQID, "mode", "transport")
-    before = {h.name: host_state(mesh, h) for h in (h1, h2, h3, h4)}
-
-    check = converge(mesh, "--check", "--diff", inventory=mesh.inventory)
-    assert check.returncode == 0, check
-    assert check.changed > 0, check
-    assert {h.name: host_state(mesh, h) for h in (h1, h2, h3, h4)} == before
-
-    joined = converge(mesh, inventory=mesh.inventory)
-    assert joined.returncode == 0, joined
-    for h in (h1, h2, h3):
-        after = host_state(mesh, h)
-        untouched = [sa for sa in before[h.name]["sas"] if h4.address not in sa[:2]]
-        assert set(untouched) <= set(after["sas"]), f"{h.name}: pairs without h4 untouched"
-        assert any(h4.address == sa[1] for sa in after["sas"] if sa[0] == h.address)
-    for a in (h1, h2, h3):
-        assert ping(mesh, a, h4) and ping(mesh, h4, a)
-
-    left = converge(mesh)
-    assert left.returncode == 0, left
-    for h in (h1, h2, h3):
-        state = host_state(mesh, h)
-        foreign = h is h1
-        ours = [sa for sa in state["sas"] if h4.address in sa[:2] and sa[2] != 0x4242]
-        assert ours == [], f"{h.name} keeps SAs of h4"
-        assert (h4.address in state["policies"]) == foreign, state["policies"]
-        assert h4.address not in state["rules"] and h4.address not in state["fdb"]
-    assert any(sa[2] == 0x4242 for sa in host_state(mesh, h1)["sas"]), "foreign SA survives"
-
-
-def rotate_under_ping(lab, epoch, **extra_vars):
-    """Bump the key epoch while h1 pings h2 across the overlay every 10 ms; returns the ping
-    (requests sent, the ones lost) and h1's SAs (src, dst, spi) before and after."""
-    h1, h2, _ = mesh_hosts(lab)
-
-    def ours():
-        return {(s["src"], s["dst"], s["spi"]) for s in xfrm_states(lab, h1)
-                if s["reqid"] != FOREIGN_REQID}
-
-    old = ours()
-    with ContinuousPing(h1, h2) as pinger:
-        time.sleep(1)
-        rotated = converge(lab, extra_vars={"fastdp_key_epoch": epoch, **extra_vars})
-        time.sleep(1)
-    assert rotated.returncode == 0, rotated
-    return pinger, old, ours()
-
-
-@pytest.mark.parametrize("epoch, batches", [(2, {}), (3, {"fastdp_serial": 1})],
-                         ids=["one-play", "serial-batches-of-1"])
-def test_a_key_rotation_under_continuous_ping_loses_nothing(mesh, epoch, batches):
-    pinger, old, new = rotate_under_ping(mesh, epoch, **batches)
-    assert pinger.sent > 100 and pinger.lost == [], (pinger.sent, pinger.lost)
-    assert new and not (new & old), "every SA was replaced by one of the new epoch"
-    assert len(new) == len(old) == 4, "one SA per direction per peer once the old ones retired"
-
-
-def test_teardown_leaves_only_other_owners_state(mesh):
-    foreign = {h.name: [sa for sa in xfrm_states(mesh, h) if sa["reqid"] == FOREIGN_REQID]
-               for h in mesh_hosts(mesh)}
-    run = run_playbook(mesh, "teardown.yml", inventory=mesh.three)
-    assert run.returncode == 0, run
-    for h in mesh_hosts(mesh):
-        assert xfrm_states(mesh, h) == foreign[h.name]
-        policies = mesh.exec(h, "ip", "xfrm", "policy").stdout
-        assert (len(re.findall(r"^src ", policies, re.MULTILINE))
-                == policies.count(f"reqid {FOREIGN_REQID} ")), policies
-        assert "FASTDP" not in mesh.exec(h, "iptables-save").stdout
-        assert "wf-weave" not in mesh.exec(h, "ip", "link").stdout
-        assert not mesh.state_dir(h).exists()

@@ -1,5 +1,6 @@
 """The lab's test hosts on the host kernel: SSH reachability, topology, and a clean teardown."""
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import rootfs
 from lab.capture import capture
 from lab.hosts import Lab, work_dir
 from lab.smoke import add_vxlan, ping
@@ -29,17 +31,23 @@ def leftovers(name: str) -> dict:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if f"wf-lab-{name}/" in text or f" {name}-h" in text:
+        try:
+            root = os.readlink(cmdline.parent / "root")  # a host's chrooted sshd and sessions
+        except OSError:
+            root = ""
+        if f"wf-lab-{name}/" in text + root or f" {name}-h" in text:
             procs.append(text)
     return {
         "netns": [line for line in netns.splitlines() if line.startswith(f"{name}-")],
         "links": [line for line in links.splitlines() if f" {name}-" in line],
         "processes": procs,
+        "mounts": [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if f" {work_dir(name)}/" in line],
         "work_dir": [str(work_dir(name))] if work_dir(name).exists() else [],
     }
 
 
-CLEAN = {"netns": [], "links": [], "processes": [], "work_dir": []}
+CLEAN = {"netns": [], "links": [], "processes": [], "mounts": [], "work_dir": []}
 
 
 def test_three_hosts_answer_ansible_over_ssh_and_destroy_leaves_nothing():
@@ -128,3 +136,23 @@ def test_one_lab_at_a_time_in_a_process(lab_factory):
     lab_factory(count=1, sshd=False)
     with pytest.raises(RuntimeError, match="one lab at a time"):
         lab_factory(count=1, sshd=False)
+
+
+def test_each_host_runs_modules_with_its_own_distributions_python():
+    platforms = list(rootfs.PLATFORMS)
+    with Lab(count=len(platforms), name="wfpy", sshd=True, platforms=platforms) as lab:
+        run = subprocess.run(
+            [f"{REPO}/.venv/bin/ansible", "-i", str(lab.inventory), "fastdp_mesh", "-o",
+             "-m", "ansible.builtin.setup", "-a", "gather_subset=!all,!min,python,distribution"],
+            check=False, cwd=REPO, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+        for host in lab.hosts:
+            line = next(x for x in run.stdout.splitlines() if x.startswith(f"{host.name} |"))
+            facts = json.loads(line.split("=>", 1)[1])["ansible_facts"]
+            image = rootfs.image_dir(host.platform)
+            wanted = rootfs.python_version(image)
+            python = facts["ansible_python"]
+            assert python["executable"] == "/usr/bin/python3", (host.platform, python)
+            assert "{major}.{minor}".format(**python["version"]) == wanted, (host.platform, python)
+            assert facts["ansible_distribution_major_version"] == host.platform.removeprefix(
+                "debian"), (host.platform, facts["ansible_distribution_major_version"])
