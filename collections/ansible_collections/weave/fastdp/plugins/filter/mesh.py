@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 from ansible_collections.weave.fastdp.plugins.module_utils import inet
-from ansible_collections.weave.fastdp.plugins.module_utils.datapath import fingerprint
-from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_inventory import outbound_policies
+from ansible_collections.weave.fastdp.plugins.module_utils.fingerprint import fingerprint
+from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_policies import outbound_policies
 
 
 def mesh_peers(hostvars, play_hosts, group_hosts, me):

@@ -10,9 +10,6 @@ skips it and uses what the check published."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from ansible_collections.weave.fastdp.plugins.module_utils import (
     arguments,
     guards,
@@ -21,6 +18,11 @@ from ansible_collections.weave.fastdp.plugins.module_utils import (
     vxlan,
 )
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
+from ansible_collections.weave.fastdp.plugins.module_utils.fingerprint import (  # noqa: F401
+    PASSWORD,
+    fingerprint,
+    without_password,
+)
 
 # xfrm_state's options for one direction, always present: no state, no direction, and what
 # state=present requires is required.
@@ -49,8 +51,6 @@ STEPS = (("nonces", inventory.converge_nonces), ("guards", guards.converge),
          ("outbound_sas", inventory.converge_sas),
          ("outbound_policies", inventory.converge_policies),  # never tunnel traffic in clear
          ("verify", status.report))
-
-PASSWORD = "password"
 
 
 def wired(name: str, p: dict, done: dict) -> dict:
@@ -87,18 +87,6 @@ def run_steps(module, p: dict) -> tuple[dict, list]:
         diffs.append(result.pop("diff", None) or {})
         done[name] = result
     return done, diffs
-
-
-def without_password(steps: dict) -> dict:
-    """The steps' options with each step's password left out: what may be stored and logged."""
-    return {name: {k: v for k, v in options.items() if k != PASSWORD}
-            for name, options in steps.items() if options is not None}
-
-
-def fingerprint(steps: dict) -> str:
-    """SHA-256 of the steps' options without passwords, in one canonical JSON spelling."""
-    canonical = json.dumps(without_password(steps), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def record_inbound_half(p: dict) -> None:

@@ -114,14 +114,13 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments
-from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, xfrm_policies
 
 
 def main():
-    module = AnsibleModule(argument_spec=inventory.POLICY_ARGUMENT_SPEC,
+    module = AnsibleModule(argument_spec=xfrm_policies.POLICY_ARGUMENT_SPEC,
                            supports_check_mode=True)
-    arguments.run(module, inventory.converge_policies)
+    arguments.run(module, xfrm_policies.converge_policies)
 
 
 if __name__ == "__main__":
