@@ -24,6 +24,15 @@ class Failed(Exception):
         self.result = result
 
 
+def require(module, library: str, error: str | None) -> None:
+    """Fail with Ansible's missing-library message, before anything changes, when the import of
+    ``library`` failed (``error``: its traceback, or why the version found will not do)."""
+    if error:
+        from ansible.module_utils.basic import missing_required_lib
+
+        module.fail_json(msg=missing_required_lib(library), exception=error)
+
+
 def run(module, step) -> None:
     """Exit the module with the result of ``step`` on its parameters, or fail with its message."""
     try:

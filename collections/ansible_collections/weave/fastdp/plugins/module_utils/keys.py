@@ -16,14 +16,28 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import tempfile
+import traceback
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+# python3-cryptography as the distributions ship it, Debian 11's 3.3.2 the oldest (no
+# ``backend`` argument is needed from 3.1 on). The modules that derive keys check it before
+# they change anything (arguments.require): this module imports without it.
+CRYPTOGRAPHY = "cryptography >= 3.3 (the distribution's python3-cryptography)"
+try:
+    from cryptography import __version__ as _version
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+except ImportError:
+    CRYPTOGRAPHY_ERROR = traceback.format_exc()
+else:
+    CRYPTOGRAPHY_ERROR = None
+    if tuple(int(n) for n in re.findall(r"\d+", _version)[:2]) < (3, 3):
+        CRYPTOGRAPHY_ERROR = f"cryptography {_version} is installed; these keys need 3.3 or later"
 
 SA_KEY_BYTES = 36
 NONCE_BYTES = 32

@@ -18,6 +18,11 @@ description:
     outbound SA of the O(outbound_sas) step.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - cryptography >= 3.3 (the distribution's python3-cryptography)
+  - iptables, with iptables-save and iptables-restore (ip6tables for IPv6 underlays), for
+    the O(guards) and O(verify) steps
 options:
   nonces:
     description: The options of M(weave.fastdp.nonces).
@@ -158,7 +163,7 @@ verify:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments, datapath
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, datapath, keys
 
 
 def main():
@@ -169,6 +174,7 @@ def main():
                             for step in ("outbound_sas", "outbound_policies", "verify")],
         supports_check_mode=True,
     )
+    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
     try:
         done, diffs = datapath.run_steps(module, module.params)
     except arguments.Failed as exc:

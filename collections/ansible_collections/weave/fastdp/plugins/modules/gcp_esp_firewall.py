@@ -17,6 +17,10 @@ description:
   - Runs on the controller (with C(delegate_to) V(localhost)) and needs C(google-auth) and C(requests).
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - google-auth
+  - requests
 options:
   name:
     description: Name of the rule (unique in the project), e.g. C(fastdp-weave-esp).

@@ -19,6 +19,9 @@ description:
     matching C(-save)/C(-restore) tools are used. IPv6 underlays use C(ip6tables).
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - iptables, with iptables-save and iptables-restore (ip6tables for IPv6 underlays)
 options:
   mesh:
     description: The mesh name, part of the chain names (at most 17 characters, as iptables

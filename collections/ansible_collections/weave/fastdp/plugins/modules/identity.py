@@ -9,6 +9,9 @@ description:
     session key of the pair, from which the per-direction ESP keys are derived.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - cryptography >= 3.3 (the distribution's python3-cryptography)
 options:
   peer_name:
     description: This host's peer name in the mesh (HKDF info of the keys it receives with).
@@ -44,12 +47,7 @@ peer_name:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments
-from ansible_collections.weave.fastdp.plugins.module_utils.keys import (
-    KeyMaterialError,
-    StateDir,
-    public_key_text,
-)
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, keys
 
 
 def main():
@@ -60,10 +58,11 @@ def main():
         },
         supports_check_mode=True,
     )
-    state = StateDir(module.params["state_dir"])
+    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
+    state = keys.StateDir(module.params["state_dir"])
     try:
         private = state.identity()
-    except KeyMaterialError as exc:
+    except keys.KeyMaterialError as exc:
         module.fail_json(msg=f"state_dir: {exc}")
     changed = private is None
     if changed and not module.check_mode:
@@ -71,7 +70,7 @@ def main():
     module.exit_json(
         changed=changed,
         peer_name=module.params["peer_name"],
-        public_key=public_key_text(private) if private else None,
+        public_key=keys.public_key_text(private) if private else None,
     )
 
 

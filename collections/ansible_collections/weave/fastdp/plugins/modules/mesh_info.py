@@ -15,6 +15,9 @@ description:
     loaded peer has 15.5 s to answer, and a broken pair costs that long to report.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - iptables-save (ip6tables-save for IPv6 underlays)
 options:
   mesh:
     description: The mesh name (its guard chains carry it).

@@ -10,6 +10,8 @@ description:
     ESP, a missing password, an unknown cipher, a key epoch lower than one a host already uses.'
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
 options:
   mesh:
     description: The mesh-wide settings.

@@ -13,6 +13,9 @@ description:
     O(epoch) makes new ones; a lower one is refused.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - cryptography >= 3.3 (the distribution's python3-cryptography)
 options:
   mesh:
     description: Mesh name; binds every sealed nonce to this mesh.
@@ -111,13 +114,14 @@ epochs:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, keys
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 
 
 def main():
     module = AnsibleModule(argument_spec=inventory.NONCES_ARGUMENT_SPEC,
                            supports_check_mode=True)
+    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
     arguments.run(module, inventory.converge_nonces)
 
 

@@ -13,6 +13,10 @@ description:
     public key of the host's identity once M(weave.fastdp.identity) has made it.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - cryptography >= 3.3 (the distribution's python3-cryptography)
+  - iptables (the probe of the matches the guards use)
 options:
   cipher:
     description: The mesh's cipher, probed as an ESP SA.
@@ -138,6 +142,7 @@ def main():
         },
         supports_check_mode=True,
     )
+    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
     module.check_mode = True  # read-only: the recorded inbound half is only ever checked
     p = module.params
     missing = {}

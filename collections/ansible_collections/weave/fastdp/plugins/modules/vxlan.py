@@ -30,6 +30,8 @@ description:
     refused. Underlays may be IPv4 or IPv6.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
 options:
   name:
     description: The device name (at most 15 characters), the mesh's ownership marker.

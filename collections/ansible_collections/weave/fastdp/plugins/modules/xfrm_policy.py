@@ -11,6 +11,8 @@ description:
     or is dropped while it changes.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
 options:
   reqid:
     description: This mesh's reqid, the ownership marker (policies with a template of this reqid are ours).

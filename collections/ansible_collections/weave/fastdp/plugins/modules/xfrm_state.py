@@ -18,6 +18,9 @@ description:
   - With O(state=absent) every SA with O(reqid) is removed.
 version_added: 0.1.0
 author: weave.fastdp developers
+requirements:
+  - python >= 3.8 (the distribution's own)
+  - cryptography >= 3.3 (the distribution's python3-cryptography)
 options:
   state:
     description: V(present) converges the SAs of O(direction); V(absent) removes every SA with O(reqid).
@@ -162,13 +165,14 @@ pending:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.weave.fastdp.plugins.module_utils import arguments
+from ansible_collections.weave.fastdp.plugins.module_utils import arguments, keys
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 
 
 def main():
     module = AnsibleModule(argument_spec=inventory.SA_ARGUMENT_SPEC, required_if=inventory.SA_REQUIRED_IF,
                            supports_check_mode=True)
+    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
     arguments.run(module, inventory.converge_sas)
 
 
