@@ -47,11 +47,26 @@ sys.meta_path.insert(0, refuse)
 """
 
 
-def refused(names: str, code: str, *args: str) -> subprocess.CompletedProcess:
-    """``code`` run after REFUSING, in a fresh Python with ``names`` refused."""
+def refused(names: str, code: str, *args: str, path=()) -> subprocess.CompletedProcess:
+    """``code`` run after REFUSING, in a fresh Python with ``names`` refused (and ``path``
+    before the collection on its PYTHONPATH)."""
+    python_path = ":".join([*map(str, path), str(REPO / "collections")])
     return subprocess.run([sys.executable, "-c", REFUSING + code, names, *args],
                           capture_output=True, text=True, check=False,
-                          env={"PYTHONPATH": str(REPO / "collections"), "PATH": "/usr/bin:/bin"})
+                          env={"PYTHONPATH": python_path, "PATH": "/usr/bin:/bin"})
+
+
+def run_module(tmp_path, module: str, args: dict, refuse: str = "", path=()) -> dict:
+    """The result of module ``module`` run on ``args`` as Ansible runs it, ``refuse`` refused."""
+    params = tmp_path / "args.json"
+    params.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    done = refused(refuse, "name, sys.argv = sys.argv[2], sys.argv[2:]\n"
+                   "runpy.run_module(name, run_name='__main__')",
+                   f"ansible_collections.weave.fastdp.plugins.modules.{module}", str(params),
+                   path=path)
+    result = json.loads(done.stdout)
+    assert done.returncode == bool(result.get("failed")), (done.returncode, result)
+    return result
 
 
 def attempts(names: str, module: str) -> list[str]:
@@ -110,15 +125,36 @@ def test_what_derives_keys_imports_without_cryptography(module):
 def test_a_module_that_derives_keys_fails_without_cryptography_before_any_change(
         tmp_path, module, args):
     state_dir = tmp_path / "state"
-    params = tmp_path / "args.json"
     state = {} if module in ("xfrm_state", "datapath") else {"state_dir": str(state_dir)}
-    params.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, **state}}))
-    done = refused("cryptography", "name, sys.argv = sys.argv[2], sys.argv[2:]\n"
-                   "runpy.run_module(name, run_name='__main__')",
-                   f"ansible_collections.weave.fastdp.plugins.modules.{module}", str(params))
-    result = json.loads(done.stdout)
-    assert done.returncode == 1 and result["failed"], result
-    assert result["msg"].startswith(
+    result = run_module(tmp_path, module, {**args, **state}, refuse="cryptography")
+    assert result["failed"] and result["msg"].startswith(
         "Failed to import the required Python library (cryptography >= 3.3 (the distribution's "
-        "python3-cryptography")
+        "python3-cryptography)) on "), result
+    assert not state_dir.exists()
+
+
+# as much of cryptography as keys.py imports, of a release older than 3.3 (Ubuntu 20.04's)
+OLD_CRYPTOGRAPHY = {
+    "__init__.py": "__version__ = '2.8'\n", "exceptions.py": "class InvalidTag(Exception): pass\n",
+    "hazmat/__init__.py": "", "hazmat/primitives/__init__.py": "",
+    "hazmat/primitives/hashes.py": "", "hazmat/primitives/serialization.py": "",
+    "hazmat/primitives/asymmetric/__init__.py": "",
+    "hazmat/primitives/asymmetric/x25519.py": "X25519PrivateKey = X25519PublicKey = None\n",
+    "hazmat/primitives/ciphers/__init__.py": "", "hazmat/primitives/ciphers/aead.py": "AESGCM = None\n",
+    "hazmat/primitives/kdf/__init__.py": "", "hazmat/primitives/kdf/hkdf.py": "HKDF = None\n",
+}
+
+
+def test_a_cryptography_older_than_3_3_is_named_in_the_failure(tmp_path):
+    for name, text in OLD_CRYPTOGRAPHY.items():
+        path = tmp_path / "old" / "cryptography" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    state_dir = tmp_path / "state"
+    result = run_module(tmp_path, "identity", {"peer_name": "h1", "state_dir": str(state_dir)},
+                        path=[tmp_path / "old"])
+    assert result["failed"] and result["msg"].startswith(
+        "Failed to import the required Python library (cryptography >= 3.3 (the distribution's "
+        "python3-cryptography)) on "), result
+    assert "This is required to derive the mesh's keys, and 2.8 is installed." in result["msg"]
     assert not state_dir.exists()

@@ -24,13 +24,14 @@ class Failed(Exception):
         self.result = result
 
 
-def require(module, library: str, error: str | None) -> None:
-    """Fail with Ansible's missing-library message, before anything changes, when the import of
-    ``library`` failed (``error``: its traceback, or why the version found will not do)."""
-    if error:
+def require(module, missing: dict | None) -> None:
+    """Fail with Ansible's missing-library message, before anything changes, for the library
+    ``missing`` names: {library, exception (the failed import's traceback), reason (optional)}."""
+    if missing:
         from ansible.module_utils.basic import missing_required_lib
 
-        module.fail_json(msg=missing_required_lib(library), exception=error)
+        module.fail_json(msg=missing_required_lib(missing["library"], reason=missing.get("reason")),
+                         exception=missing["exception"])
 
 
 def run(module, step) -> None:

@@ -22,9 +22,9 @@ import tempfile
 import traceback
 
 # python3-cryptography as the distributions ship it, Debian 11's 3.3.2 the oldest (no
-# ``backend`` argument is needed from 3.1 on). The modules that derive keys check it before
-# they change anything (arguments.require): this module imports without it.
-CRYPTOGRAPHY = "cryptography >= 3.3 (the distribution's python3-cryptography)"
+# ``backend`` argument is needed from 3.1 on; Ubuntu 20.04 has 2.8). The modules that derive
+# keys check MISSING before they change anything (arguments.require): this imports without it.
+_LIBRARY = "cryptography >= 3.3 (the distribution's python3-cryptography)"
 try:
     from cryptography import __version__ as _version
     from cryptography.exceptions import InvalidTag
@@ -33,11 +33,12 @@ try:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 except ImportError:
-    CRYPTOGRAPHY_ERROR = traceback.format_exc()
+    MISSING = {"library": _LIBRARY, "exception": traceback.format_exc()}
 else:
-    CRYPTOGRAPHY_ERROR = None
+    MISSING = None
     if tuple(int(n) for n in re.findall(r"\d+", _version)[:2]) < (3, 3):
-        CRYPTOGRAPHY_ERROR = f"cryptography {_version} is installed; these keys need 3.3 or later"
+        MISSING = {"library": _LIBRARY, "exception": f"cryptography {_version} is older than 3.3",
+                   "reason": f"to derive the mesh's keys, and {_version} is installed"}
 
 SA_KEY_BYTES = 36
 NONCE_BYTES = 32

@@ -174,7 +174,7 @@ def main():
                             for step in ("outbound_sas", "outbound_policies", "verify")],
         supports_check_mode=True,
     )
-    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
+    arguments.require(module, keys.MISSING)
     try:
         done, diffs = datapath.run_steps(module, module.params)
     except arguments.Failed as exc:

@@ -58,7 +58,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
+    arguments.require(module, keys.MISSING)
     state = keys.StateDir(module.params["state_dir"])
     try:
         private = state.identity()

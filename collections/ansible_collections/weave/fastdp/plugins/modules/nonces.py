@@ -121,7 +121,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory
 def main():
     module = AnsibleModule(argument_spec=inventory.NONCES_ARGUMENT_SPEC,
                            supports_check_mode=True)
-    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
+    arguments.require(module, keys.MISSING)
     arguments.run(module, inventory.converge_nonces)
 
 

@@ -142,7 +142,7 @@ def main():
         },
         supports_check_mode=True,
     )
-    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
+    arguments.require(module, keys.MISSING)
     module.check_mode = True  # read-only: the recorded inbound half is only ever checked
     p = module.params
     missing = {}

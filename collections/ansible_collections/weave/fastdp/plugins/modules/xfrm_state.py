@@ -172,7 +172,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory
 def main():
     module = AnsibleModule(argument_spec=inventory.SA_ARGUMENT_SPEC, required_if=inventory.SA_REQUIRED_IF,
                            supports_check_mode=True)
-    arguments.require(module, keys.CRYPTOGRAPHY, keys.CRYPTOGRAPHY_ERROR)
+    arguments.require(module, keys.MISSING)
     arguments.run(module, inventory.converge_sas)
 
 
