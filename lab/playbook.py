@@ -3,6 +3,7 @@ SSH, the mesh password in Ansible Vault, the result read from the play recap."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -115,6 +116,18 @@ def run_logged(argv: list[str], *, env: dict | None = None, timeout: float = 300
             log.write(f"# exit {proc.returncode} after {time.monotonic() - started:.0f} s\n")
         timer.cancel()
     return proc.returncode, "".join(lines)
+
+
+def run_on_host(lab: Lab, host: str, module: str, args: dict) -> dict:
+    """One module run on a lab host as Ansible makes it (``ansible HOST -m MODULE``, over SSH,
+    with the host's own Python): the module's result. Raises AssertionError if it failed."""
+    code, output = run_logged([_bin("ansible"), "-i", str(lab.inventory), host, "-o",
+                               "-m", module, "-a", json.dumps(args)],
+                              env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")})
+    line = next((x for x in output.splitlines() if x.startswith(f"{host} | ")), "")
+    if code or "=>" not in line:
+        raise AssertionError(f"ansible {host} -m {module}: exit {code}\n{output}")
+    return json.loads(line.split("=>", 1)[1])
 
 
 def mesh_inventory(lab: Lab, hosts: list[str]) -> Path:

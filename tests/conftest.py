@@ -51,13 +51,20 @@ def pytest_collection_modifyitems(config, items):
 
 def groups(items, count: int) -> list[list[str]]:
     """Node ids split by module into ``count`` groups, heaviest module first onto the
-    lightest group (a module's tests share its fixtures: they stay in one guest)."""
-    modules: dict[str, list[str]] = {}
+    lightest group (a module's tests share its fixtures: they stay in one guest). A module's
+    weight is the ``seconds`` its ``kernel`` marker states (its wall time in a guest), else
+    a minute per test."""
+    modules: dict[str, list] = {}
     for item in items:
-        modules.setdefault(item.nodeid.split("::")[0], []).append(item.nodeid)
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    weight = {m: tests[0].get_closest_marker("kernel").kwargs.get("seconds", 60 * len(tests))
+              for m, tests in modules.items()}
     split = [[] for _ in range(count)]
-    for nodeids in sorted(modules.values(), key=len, reverse=True):
-        min(split, key=len).extend(nodeids)
+    load = [0] * count
+    for module in sorted(modules, key=weight.get, reverse=True):
+        lightest = load.index(min(load))
+        split[lightest] += [i.nodeid for i in modules[module]]
+        load[lightest] += weight[module]
     return [g for g in split if g]
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from lab.smoke import run_smoke
 
-pytestmark = pytest.mark.kernel
+pytestmark = pytest.mark.kernel(seconds=20)  # wall time in a guest, to balance the guests
 
 
 def test_smoke_pings_across_the_overlay_with_only_esp_on_the_wire():

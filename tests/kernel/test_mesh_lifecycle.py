@@ -21,7 +21,7 @@ from lab.playbook import playbook_command, run_playbook
 from lab.smoke import ContinuousPing, ping
 from lab.state import converge, host_state, mesh_hosts, mesh_lab, xfrm_states
 
-pytestmark = pytest.mark.kernel
+pytestmark = pytest.mark.kernel(seconds=900)  # wall time in a guest, to balance the guests
 FOREIGN_REQID = 999  # another owner's SA and policy (the join test installs them)
 
 

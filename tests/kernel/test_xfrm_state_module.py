@@ -16,7 +16,7 @@ from lab.capture import TUNNEL_PORT, capture
 from lab.modules import run_module
 from lab.smoke import MARK, add_vxlan, mark_tunnel_traffic, ping
 
-pytestmark = pytest.mark.kernel
+pytestmark = pytest.mark.kernel(seconds=35)  # wall time in a guest, to balance the guests
 
 REQID = 4242
 FOREIGN_REQID = 99
