@@ -126,7 +126,7 @@ def run_in_guest(
     init.write_text(init_script(rwdir, kernel_release()))
     init.chmod(0o755)
     argv = [str(UML), f"mem={memory}", "rootfstype=hostfs", "rootflags=/", "rw", "quiet",
-            f"init={init}", "con=null", "con0=null,fd:1"]
+            "loglevel=1", f"init={init}", "con=null", "con0=null,fd:1"]
     if tap:
         argv.append(f"eth0=tuntap,{tap}")
     if netns:
