@@ -121,13 +121,16 @@ def run_logged(argv: list[str], *, env: dict | None = None, timeout: float = 300
 def run_on_host(lab: Lab, host: str, module: str, args: dict) -> dict:
     """One module run on a lab host as Ansible makes it (``ansible HOST -m MODULE``, over SSH,
     with the host's own Python): the module's result. Raises AssertionError if it failed."""
-    code, output = run_logged([_bin("ansible"), "-i", str(lab.inventory), host, "-o",
-                               "-m", module, "-a", json.dumps(args)],
-                              env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")})
-    line = next((x for x in output.splitlines() if x.startswith(f"{host} | ")), "")
-    if code or "=>" not in line:
+    argv = [_bin("ansible"), "-i", str(lab.inventory), host, "-m", module, "-a", json.dumps(args)]
+    if (lab.work_dir / "vault-password").exists():  # the lab's group_vars hold a vaulted value
+        argv += ["--vault-password-file", str(lab.work_dir / "vault-password")]
+    code, output = run_logged(argv, env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                                         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                                         "ANSIBLE_STDOUT_CALLBACK": "minimal"})
+    head = f"{host} | SUCCESS => "
+    if code or head not in output:
         raise AssertionError(f"ansible {host} -m {module}: exit {code}\n{output}")
-    return json.loads(line.split("=>", 1)[1])
+    return json.JSONDecoder().raw_decode(output, output.index(head) + len(head))[0]
 
 
 def mesh_inventory(lab: Lab, hosts: list[str]) -> Path:

@@ -1,5 +1,6 @@
-"""The whole mesh on a real kernel: three lab hosts reached over SSH, converged by
-``ansible-playbook playbooks/site.yml``, proved by what the kernel reports and what crosses the
+"""The whole mesh on a real kernel: three lab hosts of three distributions (Debian 11, 12 and
+13: Python 3.9, 3.11 and 3.13, each with its own python3-cryptography) reached over SSH,
+converged by ``ansible-playbook playbooks/site.yml``, proved by what the kernel reports and what crosses the
 wire. The tests run in file order on one lab (each builds on the state the previous left); the
 mesh's life after that (a converge killed midway, a host joining and leaving, key rotations,
 teardown) is test_mesh_lifecycle.py's, on a lab of its own in the other guest.
@@ -15,6 +16,7 @@ import re
 import pytest
 from ansible_collections.weave.fastdp.plugins.module_utils.guards import guard_state
 
+from lab import rootfs
 from lab.attacks import esp_sequence, flip_bit, send_frames
 from lab.capture import TUNNEL_PORT, capture
 from lab.playbook import run_on_host, run_playbook
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.kernel(seconds=400)  # wall time in a guest, to balance
 @pytest.fixture(scope="module")
 def mesh():
     """The mesh h1-h3 converged once (with -vvv, for the log test)."""
-    with mesh_lab("wfe2e") as lab:
+    with mesh_lab("wfe2e", platforms=["debian11", "debian12", "debian13"]) as lab:
         lab.first_converge = converge(lab, "-vvv")
         yield lab
 
@@ -68,6 +70,17 @@ def test_converge_gives_every_pair_an_overlay_with_only_esp_on_the_wire(mesh):
         assert wire.count(f"esp and src {a.address} and dst {b.address}") > 0, (a.name, b.name)
         assert wire.count(f"esp and src {b.address} and dst {a.address}") > 0, (b.name, a.name)
         assert wire.count(f"udp port {TUNNEL_PORT}") == 0, "plaintext tunnel packet on the wire"
+
+
+def test_each_host_converged_with_its_own_distributions_python(mesh):
+    assert mesh.first_converge.returncode == 0, mesh.first_converge
+    for h in mesh_hosts(mesh):
+        facts = run_on_host(mesh, h.name, "ansible.builtin.setup",
+                            {"gather_subset": ["!all", "!min", "python"]})["ansible_facts"]
+        python = facts["ansible_python"]
+        assert python["executable"] == "/usr/bin/python3", (h.platform, python)
+        assert "{major}.{minor}".format(**python["version"]) == rootfs.python_version(
+            rootfs.image_dir(h.platform)), (h.platform, python)
 
 
 def test_keys_agree_on_both_ends_of_each_direction(mesh):
