@@ -1,5 +1,6 @@
-"""``python -m bench [NAME] [ARGS]`` (``./run bench NAME``): run bench/NAME.py as a script.
-Without NAME, list the benchmarks."""
+"""``python -m bench [NAME] [ARGS]`` (``./run bench NAME``): run bench/NAME.py as a script, then
+rewrite docs/benchmarks.md from bench/results (bench.report). Without NAME, list the
+benchmarks."""
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ def main(argv: list[str]) -> int:
         print(f"bench: no benchmark {name!r}; one of: {', '.join(names())}", file=sys.stderr)
         return 2
     sys.argv = [str(HERE / f"{name}.py"), *rest]
-    runpy.run_module(f"bench.{name}", run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(f"bench.{name}", run_name="__main__", alter_sys=True)
+    finally:  # a run cut short still saved what it measured
+        if name != "report":
+            from bench.report import write
+
+            write()
     return 0
 
 
