@@ -1,3 +1,11 @@
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The network namespace a module acts in."""
+
+from __future__ import annotations
+
+
 class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: datapath
 short_description: Several steps of a host's encrypted fast datapath in one module run
@@ -17,31 +20,13 @@ description:
     given, and O(outbound_policies) sends each peer's marked tunnel traffic through the newest
     outbound SA of the O(outbound_sas) step.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - cryptography >= 3.3 (the distribution's python3-cryptography)
   - iptables, with iptables-save and iptables-restore (ip6tables for IPv6 underlays), for
     the O(guards) and O(verify) steps
 options:
-  nonces:
-    description: The options of M(weave.fastdp.nonces).
-    type: dict
-  guards:
-    description: The options of M(weave.fastdp.guards); with O(nonces), each peer's
-      C(inbound_spis) are those of the O(nonces) step (by peer C(name)).
-    type: dict
-  inbound_sas:
-    description: The options of M(weave.fastdp.xfrm_state) for O(weave.fastdp.xfrm_state#module:direction=inbound),
-      without C(state) and C(direction).
-    type: dict
-  vxlan:
-    description: The options of M(weave.fastdp.vxlan).
-    type: dict
-  outbound_sas:
-    description: The options of M(weave.fastdp.xfrm_state) for O(weave.fastdp.xfrm_state#module:direction=outbound),
-      without C(state) and C(direction).
-    type: dict
   outbound_policies:
     description: The outbound policy towards each peer of O(outbound_sas) (M(weave.fastdp.xfrm_policy)
       with its reqid and netns), marked tunnel traffic through the newest SA.
@@ -60,15 +45,10 @@ options:
         description: Remove this mesh's policies that are not wanted (and not retained).
         type: bool
         default: true
-  verify:
-    description: The options of M(weave.fastdp.mesh_info) but O(weave.fastdp.mesh_info#module:verify),
-      always on; traffic to every peer must move the pair's ESP counters. Broken pairs are
-      reported in RV(verify.broken), not failed on (a peer may still be converging).
-    type: dict
   record:
     description:
       - A fingerprint of the steps' options (the role computes it with the
-        C(weave.fastdp.fingerprint) filter). After every step succeeded, outside check mode,
+        P(weave.fastdp.fingerprint#filter) filter). After every step succeeded, outside check mode,
         the steps' options without the password are kept under it in O(nonces.state_dir).
       - The next M(weave.fastdp.preflight) given the password checks them in check mode and
         returns the fingerprint when running them again would change nothing, so the controller
@@ -76,6 +56,9 @@ options:
       - Only with the inbound half's steps (O(nonces) and any of O(guards), O(inbound_sas),
         O(vxlan)).
     type: str
+extends_documentation_fragment:
+  - weave.fastdp.steps.datapath
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

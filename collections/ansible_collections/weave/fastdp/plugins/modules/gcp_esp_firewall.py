@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: gcp_esp_firewall
 short_description: The Google Cloud VPC firewall rule that lets a mesh's ESP in
@@ -16,7 +19,7 @@ description:
     O(retry_timeout) seconds; each write carries a request ID, so a retried write applies once.
   - Runs on the controller (with C(delegate_to) V(localhost)) and needs C(google-auth) and C(requests).
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - google-auth
@@ -137,6 +140,8 @@ options:
     description: Seconds to wait for a write's operation to be C(DONE).
     type: int
     default: 300
+extends_documentation_fragment:
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: guards
 short_description: iptables guards that never let a mesh's tunnel traffic through in clear
@@ -18,65 +21,15 @@ description:
   - The iptables backend (nf_tables or legacy) is the one the C(iptables) command uses; the
     matching C(-save)/C(-restore) tools are used. IPv6 underlays use C(ip6tables).
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - iptables, with iptables-save and iptables-restore (ip6tables for IPv6 underlays)
-options:
-  mesh:
-    description: The mesh name, part of the chain names (at most 17 characters, as iptables
-      chain names have at most 28).
-    type: str
-    required: true
-  state:
-    description: C(absent) removes the mesh's chains and every jump to them, IPv4 and IPv6.
-    type: str
-    choices: [present, absent]
-    default: present
-  local_address:
-    description: This host's underlay address; its family picks iptables or ip6tables.
-      Required when O(state=present).
-    type: str
-  port:
-    description: The UDP tunnel port.
-    type: int
-    default: 6784
-  mark:
-    description: The packet mark bit (mark and mask), one bit, clear of Kubernetes'
-      C(0x4000)/C(0x8000). An integer or a string like C(0x20000).
-    type: raw
-    default: 0x20000
-  peers:
-    description: The peers of this run.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description: Peer name (for messages).
-        type: str
-      address:
-        description: The peer's underlay address.
-        type: str
-        required: true
-      inbound_spis:
-        description: SPIs of the inbound SAs from this peer; ESP carrying them is marked.
-          Empty drops all tunnel traffic from the peer.
-        type: list
-        elements: raw
-        default: []
-  retain:
-    description: Underlay addresses of peers outside this run (C(--limit)); their rules are
-      left as they are.
-    type: list
-    elements: str
-    default: []
-  purge:
-    description: Remove the rules of peers that are neither in O(peers) nor in O(retain).
-    type: bool
-    default: true
+# The options: plugins/doc_fragments/steps.py, shared with weave.fastdp.datapath.
 extends_documentation_fragment:
+  - weave.fastdp.steps.guards
   - weave.fastdp.netns
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: identity
 short_description: The host's X25519 identity for the encrypted fast datapath
@@ -8,7 +11,7 @@ description:
   - Peers combine their own private key, the other's public key and the mesh password into the
     session key of the pair, from which the per-direction ESP keys are derived.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - cryptography >= 3.3 (the distribution's python3-cryptography)
@@ -19,6 +22,7 @@ options:
     required: true
 extends_documentation_fragment:
   - weave.fastdp.state_dir
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

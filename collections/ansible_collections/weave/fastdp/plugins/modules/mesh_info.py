@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: mesh_info
 short_description: The state of every pair of the mesh, like C(weave status connections)
@@ -14,51 +17,15 @@ description:
     Peers still silent get the echo again after waits that double from 0.5 s to 8 s, so a
     loaded peer has 15.5 s to answer, and a broken pair costs that long to report.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - iptables-save (ip6tables-save for IPv6 underlays)
-options:
-  mesh:
-    description: The mesh name (its guard chains carry it).
-    type: str
-    required: true
-  reqid:
-    description: The mesh's XFRM reqid (on its SAs and policy templates).
-    type: int
-    required: true
-  device:
-    description: The mesh's VXLAN device.
-    type: str
-    required: true
-  local_address:
-    description: This host's underlay address.
-    type: str
-    required: true
-  peers:
-    description: The peers to report on.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Peer name.
-        type: str
-        required: true
-      address:
-        description: The peer's underlay address.
-        type: str
-        required: true
-      overlay_address:
-        description: The peer's overlay address (with or without prefix length); needed by
-          O(verify).
-        type: str
-  verify:
-    description: Send traffic to every peer and check that its ESP counters move.
-    type: bool
-    default: false
+# The options: plugins/doc_fragments/steps.py, shared with weave.fastdp.datapath.
 extends_documentation_fragment:
+  - weave.fastdp.steps.mesh_info
   - weave.fastdp.netns
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: mesh_validate
 short_description: Check a declared fast datapath mesh as a whole, before any host changes
@@ -9,7 +12,7 @@ description:
     overlay addresses outside the mesh prefix, an MTU the underlay cannot carry with VXLAN and
     ESP, a missing password, an unknown cipher, a key epoch lower than one a host already uses.'
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
 options:
@@ -29,7 +32,6 @@ options:
       password:
         description: The mesh password; only its presence is checked.
         type: str
-        no_log: true
       overlay_prefix:
         description: The overlay network every member's overlay address must be in.
         type: str
@@ -47,6 +49,8 @@ options:
     type: list
     elements: dict
     required: true
+extends_documentation_fragment:
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

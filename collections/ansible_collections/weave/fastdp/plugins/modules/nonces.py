@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: nonces
 short_description: The receiver's nonces and inbound SPIs of a key epoch, published sealed
@@ -12,68 +15,16 @@ description:
   - Re-running keeps the nonces and SPIs, so an unchanged mesh derives the same keys; a higher
     O(epoch) makes new ones; a lower one is refused.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - cryptography >= 3.3 (the distribution's python3-cryptography)
-options:
-  mesh:
-    description: Mesh name; binds every sealed nonce to this mesh.
-    type: str
-    required: true
-  peer_name:
-    description: This host's peer name.
-    type: str
-    required: true
-  local_address:
-    description: This host's underlay address (destination of its inbound SAs).
-    type: str
-    required: true
-  epoch:
-    description: The key epoch of the mesh. Bumping it rotates every key.
-    type: int
-    required: true
-  peers:
-    description: The peers that send to this host in this run.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Peer name.
-        type: str
-        required: true
-      public_key:
-        description: The peer's X25519 public key (base64), from M(weave.fastdp.identity).
-        type: str
-      switched_epoch:
-        description: The epoch of the peer's outbound SA to this host, once known.
-        type: int
-  retain:
-    description: Names of peers outside this run (C(--limit), later C(serial) batches) whose
-      entries are left as they are.
-    type: list
-    elements: str
-    default: []
-  password:
-    description: The mesh password (keep it in Ansible Vault). Never logged.
-    type: str
-    required: true
-    no_log: true
-  purge:
-    description: Drop the entries of peers no longer declared (and not in O(retain)).
-    type: bool
-    default: true
-  retire:
-    description:
-      - Drop a peer's entries of earlier epochs once it has switched to O(epoch)
-        (O(peers[].switched_epoch)). Until then they stay, so its old SA keeps working
-        (make before break).
-    type: bool
-    default: false
+# The options: plugins/doc_fragments/steps.py, shared with weave.fastdp.datapath.
 extends_documentation_fragment:
+  - weave.fastdp.steps.nonces
   - weave.fastdp.state_dir
   - weave.fastdp.netns
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: preflight
 short_description: Can this host run the encrypted fast datapath? (read-only)
@@ -12,7 +15,7 @@ description:
     already keeps nonces for, so the whole mesh can be checked before any host changes, and the
     public key of the host's identity once M(weave.fastdp.identity) has made it.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - cryptography >= 3.3 (the distribution's python3-cryptography)
@@ -45,6 +48,7 @@ options:
 extends_documentation_fragment:
   - weave.fastdp.state_dir
   - weave.fastdp.netns
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: vxlan
 short_description: The VXLAN device of an encrypted fast datapath mesh
@@ -29,98 +32,14 @@ description:
   - Only the device named O(name) is ever touched; a device of that name that is not VXLAN is
     refused. Underlays may be IPv4 or IPv6.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
-options:
-  name:
-    description: The device name (at most 15 characters), the mesh's ownership marker.
-    type: str
-    required: true
-  state:
-    description: C(absent) removes the device with its addresses and FDB entries.
-    type: str
-    choices: [present, absent]
-    default: present
-  vni:
-    description: VXLAN network identifier, 1 to 16777215. Required when O(state=present).
-    type: int
-  port:
-    description: UDP tunnel port (Weave's fastdp uses 6784).
-    type: int
-    default: 6784
-  local:
-    description: This host's underlay address (IPv4 or IPv6), the source of tunnel packets.
-      Required when O(state=present).
-    type: str
-  underlay_interface:
-    description: The interface the underlay address is on; its MTU bounds the overlay MTU.
-      Default the interface holding O(local).
-    type: str
-  mtu:
-    description: The overlay MTU. Default the largest the underlay allows with VXLAN and ESP.
-    type: int
-  addresses:
-    description: Overlay addresses of the device, C(address/prefix). The whole set;
-      others are removed (IPv6 link-local addresses are left to the kernel).
-    type: list
-    elements: str
-    default: []
-  peers:
-    description: Underlay addresses of the peers, each given an all-zeros FDB entry.
-    type: list
-    elements: str
-    default: []
-  macs:
-    description: Optional static FDB entries, an overlay MAC address behind a peer.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      mac:
-        description: The overlay MAC address.
-        type: str
-        required: true
-      peer:
-        description: The peer's underlay address (one of O(peers)).
-        type: str
-        required: true
-  mac:
-    description: The device's MAC address (unicast); unset, the kernel's random one is kept.
-    type: str
-  neighbours:
-    description: Permanent ARP (IPv4) or NDP (IPv6) entries on the device, a peer's overlay
-      address and the MAC of its device.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      address:
-        description: The peer's overlay address, without prefix.
-        type: str
-        required: true
-      mac:
-        description: The MAC address of the peer's device.
-        type: str
-        required: true
-  retain:
-    description: Underlay addresses of peers outside this run (C(--limit)); their FDB entries,
-      and the neighbours whose MAC is behind them, are left as they are.
-    type: list
-    elements: str
-    default: []
-  purge:
-    description: Remove FDB entries of peers that are neither in O(peers) nor in O(retain),
-      and permanent neighbours that are not in O(neighbours) (unless behind a retained peer).
-    type: bool
-    default: true
-  bridge:
-    description:
-      - A bridge to enslave the device to. An empty string releases it from any master.
-      - Omit to leave the device's master as it is.
-    type: str
+# The options: plugins/doc_fragments/steps.py, shared with weave.fastdp.datapath.
 extends_documentation_fragment:
+  - weave.fastdp.steps.vxlan
   - weave.fastdp.netns
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

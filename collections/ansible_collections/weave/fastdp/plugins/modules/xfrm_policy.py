@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: xfrm_policy
 short_description: The mesh's XFRM policies (marked tunnel traffic to each peer through its SA)
@@ -10,7 +13,7 @@ description:
     template) is switched in place with C(XFRM_MSG_UPDPOLICY), so no packet goes out unprotected
     or is dropped while it changes.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
 options:
@@ -79,6 +82,7 @@ options:
     default: true
 extends_documentation_fragment:
   - weave.fastdp.netns
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full

@@ -1,4 +1,7 @@
 #!/usr/bin/python
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 DOCUMENTATION = r"""
 module: xfrm_state
 short_description: The host's inbound or outbound ESP SAs of the mesh, keys derived on the host
@@ -17,93 +20,16 @@ description:
     selector, mark, reqid, source) replaces the SA; the kernel cannot change those in place.
   - With O(state=absent) every SA with O(reqid) is removed.
 version_added: 0.1.0
-author: weave.fastdp developers
+author: weave.fastdp contributors (@weave-fastdp)
 requirements:
   - python >= 3.8 (the distribution's own)
   - cryptography >= 3.3 (the distribution's python3-cryptography)
-options:
-  state:
-    description: V(present) converges the SAs of O(direction); V(absent) removes every SA with O(reqid).
-    type: str
-    choices: [present, absent]
-    default: present
-  direction:
-    description:
-      - V(inbound) SAs from each peer to this host, V(outbound) SAs from this host to each peer.
-      - Required with O(state=present).
-    type: str
-    choices: [inbound, outbound]
-  retire:
-    description: Outbound only the newest epoch each peer published (the last step of a key rotation).
-    type: bool
-    default: false
-  mesh:
-    description: Mesh name (bound into every sealed nonce). Required with O(state=present).
-    type: str
-  peer_name:
-    description: This host's peer name (HKDF info of the keys it receives with).
-    type: str
-  local_address:
-    description: This host's underlay address.
-    type: str
-  epoch:
-    description:
-      - The mesh's current key epoch. Its SAs are wanted even before their nonces exist, so
-        that check mode reports them; omit to converge only the epochs already known.
-    type: int
-  peers:
-    description: The peers of this run.
-    type: list
-    elements: dict
-    suboptions:
-      name:
-        description: Peer name.
-        type: str
-        required: true
-      address:
-        description: The peer's underlay address.
-        type: str
-        required: true
-      public_key:
-        description: The peer's X25519 public key (base64) from M(weave.fastdp.identity).
-        type: str
-      published:
-        description: What the peer published for this host with M(weave.fastdp.nonces)
-          (V([{epoch, spi, sealed_nonce}])).
-        type: list
-        elements: dict
-      switched_epoch:
-        description: Accepted for symmetry with M(weave.fastdp.nonces); not used here.
-        type: int
-  retain:
-    description: Underlay addresses of peers outside this run; their SAs are never touched.
-    type: list
-    elements: str
-    default: []
-  password:
-    description: The mesh password (keep it in Ansible Vault). Never logged.
-    type: str
-  reqid:
-    description: This mesh's reqid, the ownership marker of its SAs (and of its policies' templates).
-    type: int
-    required: true
-  cipher:
-    description: V(aes-gcm) is C(rfc4106(gcm(aes))), V(chacha20-poly1305) is
-      C(rfc7539esp(chacha20,poly1305)); both take a 36-byte key (32 + 4-byte salt).
-    type: str
-    choices: [aes-gcm, chacha20-poly1305]
-    default: aes-gcm
-  replay_window:
-    description: Replay window in packets (ESN), 1 to 4096.
-    type: int
-    default: 256
-  purge:
-    description: Remove this mesh's SAs of peers no longer declared (and not in O(retain)).
-    type: bool
-    default: true
+# The options: plugins/doc_fragments/steps.py, shared with weave.fastdp.datapath.
 extends_documentation_fragment:
+  - weave.fastdp.steps.xfrm_state
   - weave.fastdp.state_dir
   - weave.fastdp.netns
+  - weave.fastdp.attributes
 attributes:
   check_mode:
     support: full
