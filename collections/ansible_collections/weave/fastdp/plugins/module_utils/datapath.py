@@ -18,7 +18,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils import (
     vxlan,
 )
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
-from ansible_collections.weave.fastdp.plugins.module_utils.fingerprint import (  # noqa: F401
+from ansible_collections.weave.fastdp.plugins.module_utils.fingerprint import (  # noqa: F401  # pylint: disable=unused-import
     PASSWORD,
     fingerprint,
     without_password,
@@ -91,7 +91,7 @@ def run_steps(module, p: dict) -> tuple[dict, list]:
 
 def record_inbound_half(p: dict) -> None:
     """Keep the inbound half's options (no password) under the controller's fingerprint."""
-    steps = without_password({name: p[name] for name, _ in STEPS})
+    steps = without_password({name: p[name] for name, _step in STEPS})
     keys.StateDir(p["nonces"]["state_dir"]).save_inbound_half(
         {"fingerprint": p["record"], "steps": steps})
 
@@ -109,7 +109,7 @@ def settled_inbound_half(module, state_dir: str, password: str) -> dict | None:
     steps = {name: {**options, PASSWORD: password} if PASSWORD in ARGUMENT_SPEC[name]["options"]
              else options for name, options in record["steps"].items()}
     try:
-        done, _ = run_steps(module, steps)
+        done, _diffs = run_steps(module, steps)
     except arguments.Failed:
         return None
     if any(result["changed"] for result in done.values()):

@@ -51,7 +51,7 @@ def credentials(params):
     kind = params["auth_kind"]
     try:
         if kind == "application":
-            creds, _ = google.auth.default(scopes=SCOPES)
+            creds, _project = google.auth.default(scopes=SCOPES)
             return creds
         if kind == "serviceaccount":
             sa = google.oauth2.service_account.Credentials

@@ -58,7 +58,7 @@ def _duplicates(members, field, variable, key=str):
 
 
 def _ip_only(cidr):
-    return str(cidr).split("/")[0]
+    return str(cidr).split("/", maxsplit=1)[0]
 
 
 def _address(text):

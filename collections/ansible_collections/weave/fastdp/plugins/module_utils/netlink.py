@@ -87,7 +87,7 @@ def messages(data, seq: int) -> Iterator[tuple[int, memoryview]]:
     view = memoryview(data)
     offset = 0
     while offset + nlmsghdr.size <= len(view):
-        length, msg_type, flags, msg_seq, _ = nlmsghdr.unpack_from(view, offset)
+        length, msg_type, flags, msg_seq, _pid = nlmsghdr.unpack_from(view, offset)
         if length < nlmsghdr.size:
             raise NetlinkError(errno.EBADMSG, f"message of length {length}")
         body = view[offset + nlmsghdr.size:offset + length]

@@ -126,7 +126,7 @@ class Rtnl(Netlink):
     def default_route_interface(self) -> int | None:
         """The index of the interface of the IPv4 default route of the main table, if any."""
         for msg in self.request(RTM_GETROUTE, NLM_F_DUMP, rtmsg.pack(socket.AF_INET, *[0] * 8)):
-            _, dst_len, _, _, table, *_ = rtmsg.unpack_from(msg)
+            _family, dst_len, _src_len, _tos, table, *_rest = rtmsg.unpack_from(msg)
             attrs = attributes(msg, rtmsg.size)
             if dst_len == 0 and (_u32(attrs.get(RTA_TABLE)) or table) == RT_TABLE_MAIN:
                 oif = _u32(attrs.get(RTA_OIF))
@@ -208,7 +208,7 @@ class Rtnl(Netlink):
         Only the entries kept are decoded: a dump holds thousands."""
         entries = []
         for msg in self.request(RTM_GETNEIGH, NLM_F_DUMP, request):
-            _, ifindex, state, _, _ = ndmsg.unpack_from(msg)
+            _family, ifindex, state, _flags, _type = ndmsg.unpack_from(msg)
             if ifindex == index and state & NUD_PERMANENT:
                 attrs = attributes(msg, ndmsg.size, only=(NDA_LLADDR, NDA_DST))
                 if len(attrs) == 2:
@@ -265,7 +265,7 @@ def _ip(raw) -> str | None:
 
 
 def _decode_link(msg: memoryview) -> Link:
-    _, _, index, flags, _ = ifinfomsg.unpack_from(msg)
+    _family, _type, index, flags, _change = ifinfomsg.unpack_from(msg)
     attrs = attributes(msg, ifinfomsg.size)
     info = attributes(attrs.get(IFLA_LINKINFO, b""))
     kind = _text(info.get(IFLA_INFO_KIND))
@@ -284,5 +284,5 @@ def _decode_link(msg: memoryview) -> Link:
 
 
 def _decode_address(msg: memoryview) -> Address:
-    _, prefixlen, _, _, index = ifaddrmsg.unpack_from(msg)
+    _family, prefixlen, _flags, _scope, index = ifaddrmsg.unpack_from(msg)
     return Address(index, _ip(attributes(msg, ifaddrmsg.size).get(IFA_ADDRESS)), prefixlen)

@@ -120,7 +120,8 @@ def table(rows: list[dict]) -> str:
             return f"incomplete (no {', '.join(row['missing'])})"
         return "-" if value is None else str(value)
 
-    cells = [[title for _, title in COLUMNS]] + [[cell(r, k) for k, _ in COLUMNS] for r in rows]
+    cells = [[title for _key, title in COLUMNS]] + [[cell(r, k) for k, _title in COLUMNS]
+                                                    for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
 
@@ -180,7 +181,7 @@ def echo(targets: list[str], *, attempts: int = 5, first_wait: float = 0.5) -> s
                         continue
             deadline = time.monotonic() + first_wait * 2 ** seq
             while (left := deadline - time.monotonic()) > 0 and answered != set(targets):
-                ready, _, _ = select.select(list(socks.values()), [], [], left)
+                ready, _writable, _errored = select.select(list(socks.values()), [], [], left)
                 for sock in ready:
                     data, source = sock.recvfrom(2048)
                     if _is_echo_reply(data, sock.family, ident):

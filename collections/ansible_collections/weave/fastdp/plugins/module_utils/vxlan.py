@@ -189,7 +189,7 @@ class Plan:
 
     @property
     def changes(self) -> list[str]:
-        return [text for text, _ in self.steps]
+        return [text for text, _action in self.steps]
 
     def apply(self, rtnl: Rtnl) -> None:
         """Make the changes through ``rtnl``, in order; the first the kernel refuses stops the

@@ -143,7 +143,8 @@ class Selector:
     @staticmethod
     @functools.lru_cache(maxsize=4096)  # a dump repeats a few selectors (SAs: the zero one)
     def unpacked(values: tuple) -> Selector:
-        daddr, saddr, dport, _, sport, _, family, dst_len, src_len, proto = values
+        (daddr, saddr, dport, _dport_mask, sport, _sport_mask, family, dst_len, src_len,
+         proto) = values
         return Selector(_unpack_address(saddr, family), _unpack_address(daddr, family), src_len,
                         dst_len, proto, socket.ntohs(sport), socket.ntohs(dport))
 
@@ -299,13 +300,14 @@ def encode_sa(sa: SA, algorithm: bytes | None = None) -> bytes:
 def decode_sa(body) -> SA:
     """An SA from the body of a NEWSA message (a dump's answer)."""
     values = xfrm_usersa_info.unpack_from(body)
-    (daddr, spi, proto, saddr, _, _, _, _, nbytes, packets, replay_errors, integrity_failures,
-     reqid, family, mode, replay_window, flags) = values[10:]
+    (daddr, spi, proto, saddr, _soft_bytes, _hard_bytes, _soft_packets, _hard_packets, nbytes,
+     packets, replay_errors, integrity_failures, reqid, family, mode, replay_window,
+     flags) = values[10:]
     attrs = attributes(body, xfrm_usersa_info.size)
     aead = attrs.get(XFRMA_ALG_AEAD)
-    name, _, icv_bits = xfrm_algo_aead.unpack_from(aead) if aead else (None, 0, 0)
+    name, _key_bits, icv_bits = xfrm_algo_aead.unpack_from(aead) if aead else (None, 0, 0)
     if XFRMA_REPLAY_ESN_VAL in attrs:
-        _, replay_window = xfrm_replay_state_esn.unpack_from(attrs[XFRMA_REPLAY_ESN_VAL])
+        _bmp_len, replay_window = xfrm_replay_state_esn.unpack_from(attrs[XFRMA_REPLAY_ESN_VAL])
     mark, mask = _mark(attrs)
     return SA(
         src=_unpack_address(saddr, family), dst=_unpack_address(daddr, family),
@@ -342,7 +344,7 @@ def decode_policy(body) -> Policy:
     tmpls = attrs.get(XFRMA_TMPL, b"")
     templates = []
     for offset in range(0, len(tmpls) - xfrm_user_tmpl.size + 1, xfrm_user_tmpl.size):
-        daddr, spi, proto, family, saddr, reqid, mode, _, _, _ = \
+        daddr, spi, proto, family, saddr, reqid, mode, _aalgos, _ealgos, _calgos = \
             xfrm_user_tmpl.unpack_from(tmpls, offset)
         templates.append(Template(
             src=_unpack_address(saddr, family), dst=_unpack_address(daddr, family),

@@ -196,7 +196,7 @@ def outbound_policies(outbound_spis: dict, local_address: str, mark, reqid: int)
              "mark": mark, "mask": mark,
              "template": {"src": local_address, "dst": sa["address"], "spi": sa["spi"],
                           "reqid": int(reqid)}}
-            for _, sa in sorted(outbound_spis.items())]
+            for _peer, sa in sorted(outbound_spis.items())]
 
 
 # --- the module's step -------------------------------------------------------------------
