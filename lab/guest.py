@@ -4,7 +4,8 @@ The host kernel has no ESP, so everything that installs a security association r
 UML boots in about 2 s with the host's filesystem as its root (hostfs): the checkout and its
 .venv are seen at the same paths. Writes through hostfs reach the host's files, so the init
 script puts /run, /tmp, /dev/shm and HOME on tmpfs inside UML; results come back through
-``rwdir``, a folder of the checkout. The kernel cannot autoload modules (it looks under
+``rwdir``, a folder of the checkout (a checkout under /tmp stays visible: it is bind-mounted
+back over the tmpfs). The kernel cannot autoload modules (it looks under
 /lib/modules/<its version>, which the host lacks): the init loads them from
 /usr/lib/uml/modules. Its nf_tables lacks IPv4, so the iptables tools are switched to their
 legacy backend with a tmpfs copy of /etc/alternatives mounted over it, inside UML only.
@@ -70,13 +71,20 @@ def init_script(rwdir: Path, release: str) -> str:
         f'[ -L /run/wf-alternatives/{link} ] && ln -sfn '
         f'"$(readlink /etc/alternatives/{link} | sed s/-nft/-legacy/)" /run/wf-alternatives/{link}'
         for link in IPTABLES_LINKS)
+    # A checkout (or virtualenv) under /tmp is kept visible through the tmpfs put over /tmp.
+    kept = [p for p in dict.fromkeys((REPO, Path(sys.prefix)))
+            if p.is_relative_to("/tmp") and not (p != REPO and p.is_relative_to(REPO))]
+    keep = "".join(f"mkdir -p /run/wf-keep/{i} && mount --bind {shlex.quote(str(p))} "
+                   f"/run/wf-keep/{i}\n" for i, p in enumerate(kept))
+    restore = "".join(f"mkdir -p {shlex.quote(str(p))} && mount --bind /run/wf-keep/{i} "
+                      f"{shlex.quote(str(p))}\n" for i, p in enumerate(kept))
     return f"""#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mkdir -p /dev/shm /dev/pts
+{keep}mount -t tmpfs -o mode=1777 tmpfs /tmp
+{restore}mkdir -p /dev/shm /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mkdir -p /run/wf-modules/lib/modules
