@@ -11,6 +11,11 @@ description:
     device and the iptables matches the guards use (policy, mark, esp) can be made.
   - Fails naming each missing part (unless O(fail_on_missing=false), for a caller that first
     checks the whole mesh and then fails itself). There is no plaintext fallback.
+  - Names in RV(lacking) what this host lacks that a distribution package brings (Python's
+    C(cryptography), the iptables tools), so that a caller can install exactly that, and
+    only on the hosts that lack something (the mesh role does, see its
+    C(fastdp_install_packages)). A host that lacks C(cryptography) fails here with Ansible's
+    missing-library message, unless O(fail_on_missing=false).
   - Also returns the underlay address, interface and MTU, the highest key epoch this host
     already keeps nonces for, so the whole mesh can be checked before any host changes, and the
     public key of the host's identity once M(weave.fastdp.identity) has made it.
@@ -35,7 +40,9 @@ options:
     type: bool
     default: true
   fail_on_missing:
-    description: Fail when a part is missing; false only reports it in RV(missing).
+    description: Fail when a part is missing; false only reports it in RV(missing) and
+      RV(lacking). Without C(cryptography), RV(public_key) and RV(settled_inbound_half) are
+      then null.
     type: bool
     default: true
   password:
@@ -110,6 +117,16 @@ settled_inbound_half:
       description: The cipher of its inbound SAs when it also holds guards and a VXLAN device,
         so the kernel already runs every part the probes look for; else null.
       type: str
+lacking:
+  description:
+    - What this host lacks that a distribution package brings, with why; empty when nothing.
+    - V(cryptography) is the Python library (C(python3-cryptography) on Debian, Ubuntu and the
+      RHEL family), missing or older than 3.3; V(iptables) the iptables tools (C(iptables),
+      C(iptables-nft) on the RHEL family). V(cryptography) is also in RV(missing), a missing
+      iptables there as the probe's V(xt_policy).
+  type: dict
+  returned: always
+  sample: {"cryptography": "cryptography >= 3.3 (the distribution's python3-cryptography): No module named 'cryptography'"}
 probed:
   description: Whether the capability probes ran. They are skipped when RV(settled_inbound_half)
     already runs every part with O(cipher).
@@ -118,6 +135,7 @@ probed:
 """
 
 import platform
+import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.weave.fastdp.plugins.module_utils import (
@@ -131,6 +149,19 @@ from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import esp_probe
+
+_SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+
+
+def _lacking() -> dict:
+    """{what: why} of what a distribution package brings and this host lacks."""
+    lacking = {}
+    if keys.MISSING:
+        why = keys.MISSING["exception"].strip().splitlines()[-1]
+        lacking["cryptography"] = f"{keys.MISSING['library']}: {why}"
+    if not (shutil.which("iptables") or shutil.which("iptables", path=_SBIN)):
+        lacking["iptables"] = "iptables is not installed"
+    return lacking
 
 
 def main():
@@ -146,10 +177,12 @@ def main():
         },
         supports_check_mode=True,
     )
-    arguments.require(module, keys.MISSING)
-    module.check_mode = True  # read-only: the recorded inbound half is only ever checked
     p = module.params
-    missing = {}
+    if p["fail_on_missing"]:
+        arguments.require(module, keys.MISSING)
+    module.check_mode = True  # read-only: the recorded inbound half is only ever checked
+    lacking = _lacking()
+    missing = {k: v for k, v in lacking.items() if k == "cryptography"}  # iptables: the probe's
     if preflight.kernel_version() < preflight.MIN_KERNEL:
         missing["kernel"] = f"{platform.release()} is older than 4.2"
     facts = {"underlay_address": p["underlay_address"], "underlay_interface": None,
@@ -166,8 +199,10 @@ def main():
         recorded = mesh_keys.recorded_epoch(state.inbound())
     except ValueError as exc:
         module.fail_json(msg=f"state_dir: {p['state_dir']}/inbound.json is damaged: {exc}")
+    private = None
     try:
-        private = state.identity()
+        if not keys.MISSING:
+            private = state.identity()
     except keys.KeyMaterialError as exc:
         module.fail_json(msg=f"state_dir: {exc}")
     settled = None
@@ -178,7 +213,7 @@ def main():
     if probed:
         results = preflight.probe(CIPHERS[p["cipher"]], esp_probe, preflight.vxlan_probe)
         missing.update({part: why for part, why in results.items() if why})
-    result = {"changed": False, "kernel": platform.release(), "missing": missing,
+    result = {"changed": False, "kernel": platform.release(), "missing": missing, "lacking": lacking,
               "probed": probed, "recorded_epoch": recorded, "settled_inbound_half": settled,
               "public_key": keys.public_key_text(private) if private else None, **facts}
     if missing and p["fail_on_missing"]:
