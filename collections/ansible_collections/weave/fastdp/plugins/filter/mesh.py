@@ -1,4 +1,8 @@
-"""Filters that turn the play's hostvars into one host's view of its peers."""
+# Copyright (c) weave.fastdp contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Filters that turn the play's hostvars into one host's view of its peers (documented
+one file per filter beside this one, as ansible-doc -t filter reads them)."""
 
 from __future__ import annotations
 
