@@ -139,7 +139,7 @@ def test_one_lab_at_a_time_in_a_process(lab_factory):
 
 
 def test_each_host_runs_modules_with_its_own_distributions_python():
-    platforms = list(rootfs.PLATFORMS)
+    platforms = ["debian11", "debian12", "debian13"]
     with Lab(count=len(platforms), name="wfpy", sshd=True, platforms=platforms) as lab:
         run = subprocess.run(
             [f"{REPO}/.venv/bin/ansible", "-i", str(lab.inventory), "fastdp_mesh", "-o",
