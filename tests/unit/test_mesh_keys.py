@@ -1,5 +1,7 @@
 """The receiver's nonces and SPIs, carried sealed to the sender, give both ends the same SA."""
 
+import dataclasses
+
 import pytest
 from ansible_collections.weave.fastdp.plugins.module_utils import keys, mesh_keys
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -47,22 +49,59 @@ def test_inbound_sa_on_b_and_outbound_sa_on_a_agree_on_spi_and_key():
     assert inbound.spi == outbound.spi and inbound.key == outbound.key
 
 
-def _ensure(table, epoch, senders=None, retain=(), retire=False, spis_in_use=()):
-    return mesh_keys.ensure_nonces(table, epoch=epoch, senders=senders or {"a": None},
-                                   retain=list(retain), spis_in_use=lambda: set(spis_in_use), purge=True,
-                                   retire=retire)
+def _ensure(table, epoch, senders=None, retain=(), retire=False, spis_in_use=(), spent=None):
+    return mesh_keys.ensure_nonces(
+        table, epoch=epoch, senders=senders or {"a": None}, retain=list(retain),
+        allocate_spi=lambda sender, recorded: keys.new_spi(set(spis_in_use) | recorded),
+        spent=spent or (lambda sender, entry: None), purge=True, retire=retire)
 
 
-def test_a_rerun_that_makes_no_nonce_reads_no_spi_from_the_kernel():
+def _held(entry, **changed):
+    """The SA the kernel holds for ``entry`` as recorded, with ``changed`` fields."""
+    from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import esp_transport_sa
+    sa = esp_transport_sa(src=A, dst=B, spi=entry["spi"], reqid=7, aead="rfc4106(gcm(aes))",
+                          key=bytes(range(36)), replay_window=256)
+    return dataclasses.replace(sa, **changed)
+
+
+def test_a_nonce_whose_sa_the_kernel_lost_is_never_used_again():
+    """The finding: after a reboot or `ip xfrm state flush` the same key and SPI came back, so
+    ESP captured earlier was accepted again. Now the entry gets a fresh nonce and SPI."""
+    private = _peers()
     table, _ = _ensure({}, epoch=1, senders={"a": None, "c": None})
+    for entry in table["epochs"]["1"].values():
+        entry["installed"] = mesh_keys.installed_record(_held(entry))
+    kernel = {"c": _held(table["epochs"]["1"]["c"])}  # a's SA is gone, c's still held
 
-    def no_dump():
-        raise AssertionError("the SA dump was read although no inbound SPI was made")
+    def spent(sender, entry):
+        return mesh_keys.spent_reason(entry, kernel.get(sender))
 
-    again, changes = mesh_keys.ensure_nonces(table, epoch=1, senders={"a": None, "c": None},
-                                             retain=[], spis_in_use=no_dump, purge=True,
-                                             retire=False)
-    assert changes == [] and again == table
+    again, changes = _ensure(table, epoch=1, senders={"a": None, "c": None}, spent=spent)
+    assert again["epochs"]["1"]["c"] == table["epochs"]["1"]["c"], "c's SA is held: kept"
+    old, new = table["epochs"]["1"]["a"], again["epochs"]["1"]["a"]
+    assert new["spi"] != old["spi"] and new["nonce"] != old["nonce"] and "installed" not in new
+    assert len(changes) == 1 and changes[0].startswith(f"~ fresh nonce and inbound SPI {new['spi']:#010x} for a (epoch 1)")
+    assert "the kernel no longer holds its SA" in changes[0]
+    assert _sa_pair(private, again, 1)[0].key != _sa_pair(private, table, 1)[0].key
+
+
+def test_spent_reason_keeps_a_nonce_only_while_the_kernel_holds_its_very_sa():
+    entry = {"spi": 0x1234, "nonce": "00" * 32}
+    assert mesh_keys.spent_reason(entry, _held(entry)) == "its SA was never installed"
+    entry["installed"] = mesh_keys.installed_record(_held(entry))
+    assert mesh_keys.spent_reason(entry, _held(entry)) is None
+    assert mesh_keys.spent_reason(entry, None) == "the kernel no longer holds its SA"
+    assert mesh_keys.spent_reason(entry, _held(entry, larval=True)) == "the kernel no longer holds its SA"
+    assert mesh_keys.spent_reason(entry, _held(entry, key=bytes(36))) == \
+        "the kernel's SA is not the one installed for it"
+    assert mesh_keys.spent_reason(entry, _held(entry, replay_window=64)) == \
+        "the kernel's SA is not the one installed for it"
+    same = {"src": A, "reqid": 7, "aead": "rfc4106(gcm(aes))", "replay_window": 256}
+    assert mesh_keys.spent_reason(entry, _held(entry), same) is None
+    assert mesh_keys.spent_reason(entry, _held(entry), {**same, "replay_window": 128}) == \
+        "this run wants its SA with another replay_window"
+    assert mesh_keys.spent_reason(entry, _held(entry), {**same, "aead": "rfc7539esp(chacha20,poly1305)"}) == \
+        "this run wants its SA with another aead"
 
 
 def test_a_rerun_keeps_nonces_and_a_new_epoch_makes_new_keys():

@@ -261,3 +261,21 @@ def test_an_sa_the_kernel_cannot_make_names_what_it_lacks(monkeypatch):
     crypt = _nla(2, b"ecb(cipher_null)".ljust(64, b"\0") + struct.pack("=I", 0))
     assert probe == _usersa_info() + crypt + _sa_attrs()[112:]
     assert KEY not in probe
+
+
+def test_allocspi_is_byte_exact_and_its_answer_is_the_larval_sa(monkeypatch):
+    """XFRM_MSG_ALLOCSPI, as Weave Net allocates its inbound SPIs: struct xfrm_userspi_info
+    (an xfrm_usersa_info, then min and max); the kernel answers with the larval SA."""
+    assert xfrm.xfrm_userspi_info.size == 232
+    body = xfrm.encode_alloc_spi(src=A, dst=B, reqid=7, low=0x100, high=0xFFFFFFFF)
+    assert len(body) == 232
+    assert body[56:60] == socket.inet_aton(B) and body[72:76] == bytes(4)  # id.daddr, id.spi 0
+    assert body[76] == xfrm.IPPROTO_ESP and body[80:84] == socket.inet_aton(A)  # id.proto, saddr
+    assert struct.unpack_from("=IHB", body, 208) == (7, socket.AF_INET, 0)  # reqid, family, mode
+    assert struct.unpack_from("=II", body, 224) == (0x100, 0xFFFFFFFF)
+    larval = _usersa_info()[:72] + struct.pack("!I", 0xC0FFEE) + _usersa_info()[76:]
+    fake = install(monkeypatch, message(xfrm.XFRM_MSG_NEWSA, larval, seq=1, flags=0))
+    with xfrm.XfrmSocket() as sock:
+        assert sock.allocate_spi(src=A, dst=B, reqid=7) == 0xC0FFEE
+    assert fake.sent == [struct.pack("=IHHII", 16 + 232, xfrm.XFRM_MSG_ALLOCSPI, 0x1, 1, 0) + body]
+    assert xfrm.decode_sa(larval).larval and not xfrm.decode_sa(_usersa_info() + _sa_attrs()).larval

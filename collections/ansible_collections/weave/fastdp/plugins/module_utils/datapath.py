@@ -56,7 +56,13 @@ STEPS = (("nonces", inventory.converge_nonces), ("guards", guards.converge),
 def wired(name: str, p: dict, done: dict) -> dict:
     """The parameters of step ``name``: its own, with what earlier steps (``done``) decided."""
     params = dict(p[name])
-    if name == "guards" and "nonces" in done:
+    if name == "nonces" and p.get("inbound_sas") is not None:
+        # A recorded nonce is kept only while the kernel holds its SA with these options.
+        sas = p["inbound_sas"]
+        params["_inbound_sa"] = {
+            "reqid": sas["reqid"], "cipher": sas["cipher"], "replay_window": sas["replay_window"],
+            "addresses": {peer["name"]: peer["address"] for peer in sas["peers"]}}
+    elif name == "guards" and "nonces" in done:
         spis = done["nonces"]["inbound_spis"]
         params["peers"] = [{**peer, "inbound_spis": spis.get(peer["name"], [])}
                            for peer in params["peers"]]

@@ -8,6 +8,7 @@ next to the old ones (make before break) and remove the old ones later.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ def recorded_epoch(table: dict) -> int | None:
 
 
 def ensure_nonces(table: dict, *, epoch: int, senders: dict[str, int | None], retain: list[str],
-                  spis_in_use: Callable[[], set[int]], purge: bool,
+                  allocate_spi: Callable[[str, set[int]], int],
+                  spent: Callable[[str, dict], str | None], purge: bool,
                   retire: bool) -> tuple[dict, list[str]]:
     """The receiver's nonce table after this run and the changes, as readable lines.
 
@@ -42,23 +44,39 @@ def ensure_nonces(table: dict, *, epoch: int, senders: dict[str, int | None], re
     once known. Entries of earlier epochs stay until their sender has switched to ``epoch``
     and ``retire`` is set (make before break). ``retain`` are peers outside this run
     (``--limit``, later ``serial`` batches): their entries are left as they are.
-    ``spis_in_use`` reads the SPIs of every SA towards this host, only when a new inbound SPI is
-    made (a run that makes none reads nothing from the kernel)."""
+
+    A key is never installed twice: a sender's recorded entry is kept only while ``spent(sender,
+    entry)`` is None, i.e. the kernel still holds the inbound SA made for it; otherwise (its SA
+    is gone after a reboot or a flush, or no longer what this run wants) the entry gets a fresh
+    nonce and a fresh SPI, and the sender follows the new entry it is published. New SPIs come
+    from ``allocate_spi(sender, recorded SPIs)`` (the kernel's ALLOCSPI outside check mode)."""
     recorded = recorded_epoch(table)
     if recorded is not None and epoch < recorded:
         raise MeshError(f"epoch: {epoch} is lower than the epoch {recorded} this host already uses")
     epochs = {e: dict(peers) for e, peers in table.get("epochs", {}).items()}
-    used = None
+    epochs.setdefault(str(epoch), {})
     changes = []
-    current = epochs.setdefault(str(epoch), {})
-    for sender in senders:
-        if sender not in current:
-            if used is None:
-                used = spis_in_use() | {p["spi"] for peers in epochs.values() for p in peers.values()}
-            spi = keys.new_spi(used)
-            used.add(spi)
-            current[sender] = {"spi": spi, "nonce": secrets.token_bytes(keys.NONCE_BYTES).hex()}
-            changes.append(f"+ nonce and inbound SPI {spi:#010x} for {sender} (epoch {epoch})")
+    recorded_spis = {p["spi"] for peers in epochs.values() for p in peers.values()}
+
+    def fresh(sender: str) -> dict:
+        spi = allocate_spi(sender, recorded_spis)
+        recorded_spis.add(spi)
+        return {"spi": spi, "nonce": secrets.token_bytes(keys.NONCE_BYTES).hex()}
+
+    for e, peers in sorted(epochs.items(), key=lambda item: int(item[0])):
+        for sender in sorted(senders):
+            if sender not in peers:
+                if e == str(epoch):
+                    peers[sender] = fresh(sender)
+                    changes.append(f"+ nonce and inbound SPI {peers[sender]['spi']:#010x} for "
+                                   f"{sender} (epoch {e})")
+                continue
+            why = spent(sender, peers[sender])
+            if why is not None:
+                old = peers[sender]["spi"]
+                peers[sender] = fresh(sender)
+                changes.append(f"~ fresh nonce and inbound SPI {peers[sender]['spi']:#010x} for "
+                               f"{sender} (epoch {e}), replacing SPI {old:#010x}: {why}")
     for e, peers in sorted(epochs.items()):
         for sender in sorted(peers):
             removed_peer = purge and sender not in senders and sender not in retain
@@ -69,6 +87,30 @@ def ensure_nonces(table: dict, *, epoch: int, senders: dict[str, int | None], re
                                f"(epoch {e}): {why}")
                 del peers[sender]
     return {"epochs": {e: peers for e, peers in epochs.items() if peers}}, changes
+
+
+def installed_record(sa) -> dict:
+    """What an entry records of the inbound SA installed for it (xfrm.SA): enough to tell
+    that the kernel still holds that very SA, and with which options, without its key."""
+    return {"src": sa.src, "reqid": sa.reqid, "aead": sa.aead, "replay_window": sa.replay_window,
+            "key": hashlib.sha256(b"weave.fastdp installed key\0" + sa.key).hexdigest()}
+
+
+def spent_reason(entry: dict, held, wanted: dict | None = None) -> str | None:
+    """Why ``entry``'s nonce must not be used again, or None while the kernel still holds the
+    SA made for it. ``held``: the kernel's SA at (this host, the entry's SPI), or None.
+    ``wanted``: this run's options of that SA (src, reqid, aead, replay_window), when known."""
+    made = entry.get("installed")
+    if made is None:
+        return "its SA was never installed"
+    if held is None or held.larval:
+        return "the kernel no longer holds its SA"
+    if installed_record(held) != made:
+        return "the kernel's SA is not the one installed for it"
+    changed = sorted(k for k, v in (wanted or {}).items() if made.get(k) != v)
+    if changed:
+        return "this run wants its SA with another " + ", ".join(changed)
+    return None
 
 
 def publish(table: dict, *, sessions: keys.Sessions, mesh: str, receiver: str,

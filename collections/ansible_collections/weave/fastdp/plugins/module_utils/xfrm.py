@@ -41,6 +41,7 @@ XFRM_MSG_GETSA = 0x12
 XFRM_MSG_NEWPOLICY = 0x13
 XFRM_MSG_DELPOLICY = 0x14
 XFRM_MSG_GETPOLICY = 0x15
+XFRM_MSG_ALLOCSPI = 0x16
 XFRM_MSG_UPDPOLICY = 0x19
 # XFRM_MSG_UPDSA (0x1a) only updates lifetimes, encapsulation and the output mark of an SA:
 # nothing this collection compares, so a changed SA is always deleted and added again.
@@ -70,7 +71,9 @@ class XfrmError(Exception):
 
 NETLINK_XFRM = 6
 _CREATE = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL  # a new SA or policy, never replacing one
+XFRMA_ALG_AUTH = 1
 XFRMA_ALG_CRYPT = 2
+XFRMA_ALG_COMP = 3
 XFRMA_TMPL = 5
 XFRMA_ALG_AEAD = 18
 XFRMA_MARK = 21
@@ -86,6 +89,8 @@ _LIFETIME_CFG = "4Q32x"
 # replay_window, flags.
 xfrm_usersa_info = struct.Struct(
     "=" + _SELECTOR + "16sIB3x16s" + _LIFETIME_CFG + "QQ16x4xII4xIHBBB7x")
+# struct xfrm_userspi_info, 232 bytes: an xfrm_usersa_info, then the SPI range min, max.
+xfrm_userspi_info = struct.Struct(xfrm_usersa_info.format + "II")
 # struct xfrm_usersa_id, 24 bytes: daddr, spi, family, proto.
 xfrm_usersa_id = struct.Struct("=16sIHBx")
 # struct xfrm_userpolicy_info, 168 bytes: selector; lft; priority, index, dir.
@@ -185,6 +190,9 @@ class SA:
     packets: int = field(default=0, compare=False)
     replay_errors: int = field(default=0, compare=False)
     integrity_failures: int = field(default=0, compare=False)
+    # A larval SA (the kernel's XFRM_STATE_ACQ): an SPI held by XFRM_MSG_ALLOCSPI, no
+    # algorithm and no key yet; it expires unless an SA is installed in its place.
+    larval: bool = field(default=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -316,7 +324,18 @@ def decode_sa(body) -> SA:
         key=bytes(aead[xfrm_algo_aead.size:]) if aead else b"", icv_bits=icv_bits,
         replay_window=replay_window, esn=bool(flags & XFRM_STATE_ESN), mark=mark, mask=mask,
         selector=Selector.unpacked(values[:10]), bytes=nbytes, packets=packets,
-        replay_errors=replay_errors, integrity_failures=integrity_failures)
+        replay_errors=replay_errors, integrity_failures=integrity_failures,
+        larval=not any(a in attrs for a in (XFRMA_ALG_AUTH, XFRMA_ALG_CRYPT, XFRMA_ALG_COMP,
+                                            XFRMA_ALG_AEAD)))
+
+
+def encode_alloc_spi(*, src: str, dst: str, reqid: int, low: int, high: int) -> bytes:
+    """The ALLOCSPI body: an ESP transport SA from ``src`` to ``dst`` with ``reqid`` whose SPI
+    the kernel picks in ``low``..``high``, unique towards ``dst``."""
+    return xfrm_userspi_info.pack(
+        *Selector.any(dst).packed(), _pack_address(dst), 0, IPPROTO_ESP, _pack_address(src),
+        *_NO_LIMITS, 0, 0, 0, 0, reqid, inet.family(dst), _mode_number("transport"), 0, 0,
+        low, high)
 
 
 def encode_sa_id(sa: SA) -> bytes:
@@ -426,6 +445,18 @@ class XfrmSocket(Netlink):
         else:
             missing.append(ESP_MISSING)
         return "the kernel lacks " + " and ".join(missing)
+
+    def allocate_spi(self, *, src: str, dst: str, reqid: int, low: int = 0x100,
+                     high: int = 0xFFFFFFFF) -> int:
+        """A fresh SPI towards ``dst`` from the kernel (XFRM_MSG_ALLOCSPI, as Weave Net does):
+        it holds the SPI in a larval SA, which the SA installed for it replaces (or which
+        expires after net.core.xfrm_acq_expires seconds, 30 by default)."""
+        what = f"allocate an SPI for an SA {src} -> {dst} reqid {reqid}"
+        replies = self._request(XFRM_MSG_ALLOCSPI, 0, encode_alloc_spi(
+            src=src, dst=dst, reqid=reqid, low=low, high=high), what)
+        if not replies:
+            raise XfrmError(f"{what}: the kernel sent no SA back")
+        return decode_sa(replies[0]).spi
 
     def delete_sa(self, sa: SA) -> None:
         self._request(XFRM_MSG_DELSA, NLM_F_ACK, encode_sa_id(sa), f"delete SA {sa}")

@@ -37,11 +37,10 @@ from ansible_collections.weave.fastdp.plugins.module_utils.xfrm_policies import 
 )
 
 
-def spis_towards(local_address: str, netns: str | None = None) -> set[int]:
-    """SPIs of every SA (anybody's) whose destination is this host: a new inbound SPI must
-    differ from all of them. One dump."""
+def sas_towards(local_address: str, netns: str | None = None) -> dict[int, SA]:
+    """Every SA (anybody's) whose destination is this host, by SPI. One dump."""
     with XfrmSocket(netns) as xfrm:
-        return {sa.spi for sa in xfrm.sas() if sa.dst == local_address}
+        return {sa.spi: sa for sa in xfrm.sas() if sa.dst == local_address}
 
 
 # --- SAs --------------------------------------------------------------------------------
@@ -170,6 +169,56 @@ def sa_changes(have: list[SA], wanted: list[WantedSA], *, direction, local_addre
     return changes
 
 
+def never_twice(changes: list[Change], have: list[SA], table: dict, wanted: list[WantedSA],
+                check_mode: bool) -> list[Change]:
+    """The inbound changes with no key installed twice. An SA wanted in an SPI the kernel holds
+    as a larval SA (ALLOCSPI) replaces it. An SA whose nonce was installed before (the kernel
+    lost it, or holds it otherwise) is refused outside check mode: only the nonces step may
+    make its fresh nonce and SPI; check mode reports it without a key."""
+    larval = {(sa.dst, sa.spi): sa for sa in have if sa.larval}
+    of = {(w.sa.dst, w.sa.spi): (w.peer, w.epoch) for w in wanted if w.sa is not None}
+    out = []
+    for change in changes:
+        after = change.after
+        if change.sign == "-" or not isinstance(after, SA):
+            out.append(change)
+            continue
+        held = larval.get((after.dst, after.spi))
+        if held is not None:
+            out.append(Change("+", f"{change.what} (in the SPI the kernel allocated)",
+                              before=held, after=after))
+            continue
+        peer, epoch = of[(after.dst, after.spi)]
+        entry = table["epochs"].get(str(epoch), {}).get(peer, {})
+        if change.sign == "+" and entry.get("installed") is None:
+            out.append(change)
+            continue
+        why = (f"{change.what}: SPI {after.spi:#010x} was installed before with this nonce and "
+               "the kernel " + ("holds it otherwise" if change.sign == "~" else "lost it"))
+        if not check_mode:
+            raise XfrmError(f"{why}; a key is never installed twice: converge the nonces step "
+                            "first (weave.fastdp.nonces, or datapath with nonces), which makes "
+                            "a fresh nonce and SPI")
+        out.append(Change("+", f"{change.what} (a fresh nonce and SPI first)"))
+    return out
+
+
+def record_installed(state: keys.StateDir, table: dict, wanted: list[WantedSA]) -> None:
+    """Record in each entry the inbound SA the kernel now holds for it (mesh_keys.spent_reason
+    compares the kernel's with it)."""
+    changed = False
+    for w in wanted:
+        entry = table["epochs"].get(str(w.epoch), {}).get(w.peer)
+        if w.sa is None or entry is None or entry["spi"] != w.sa.spi:
+            continue
+        made = mesh_keys.installed_record(w.sa)
+        if entry.get("installed") != made:
+            entry["installed"] = made
+            changed = True
+    if changed:
+        state.save_inbound(table)
+
+
 def all_sas_removed(have: list[SA], reqid: int) -> list[Change]:
     return [Change("-", f"SA of reqid {reqid}", before=sa) for sa in have if sa.reqid == reqid]
 
@@ -205,16 +254,51 @@ NONCES_ARGUMENT_SPEC = {
 
 
 def converge_nonces(module, p: dict) -> dict:
-    """The nonces module's step: this epoch's nonce and inbound SPI per sender, published sealed."""
+    """The nonces module's step: this epoch's nonce and inbound SPI per sender, published sealed.
+
+    A recorded nonce is published again only while the kernel holds the inbound SA installed
+    for it (and, given the inbound SAs' options as the datapath module gives them, with those
+    options); otherwise it gets a fresh nonce and an SPI the kernel allocates (ALLOCSPI),
+    so no key is ever installed twice."""
     state = keys.StateDir(p["state_dir"])
+    sa = p.get("_inbound_sa")  # the inbound SAs' options: datapath wires them in
+    addresses = (sa or {}).get("addresses", {})
     try:
+        local = inet.field("local_address", p["local_address"], XfrmError)
         sessions = state.sessions(p["password"])
         before = state.inbound()
+        held = None
+
+        def spent(sender, entry):
+            nonlocal held
+            if held is None:
+                held = sas_towards(local, p["netns"])
+            wanted = None
+            if sa is not None:
+                wanted = {"reqid": sa["reqid"], "aead": CIPHERS[sa["cipher"]],
+                          "replay_window": sa["replay_window"]}
+                if sender in addresses:
+                    wanted["src"] = addresses[sender]
+            return mesh_keys.spent_reason(entry, held.get(entry["spi"]), wanted)
+
+        def allocate_spi(sender, recorded):
+            nonlocal held
+            if held is None:
+                held = sas_towards(local, p["netns"])
+            if module.check_mode:  # nothing is made in check mode: any SPI names the change
+                return keys.new_spi(set(held) | recorded)
+            with XfrmSocket(p["netns"]) as xfrm:
+                while True:  # the kernel's SPI is free towards this host; never a recorded one
+                    spi = xfrm.allocate_spi(
+                        src=addresses.get(sender) or ("::" if inet.is_ipv6(local) else "0.0.0.0"),
+                        dst=local, reqid=(sa or {}).get("reqid", 0))
+                    if spi not in recorded:
+                        return spi
+
         table, changes = mesh_keys.ensure_nonces(
             before, epoch=p["epoch"], retain=p["retain"],
             senders={peer["name"]: peer["switched_epoch"] for peer in p["peers"]},
-            spis_in_use=lambda: spis_towards(p["local_address"], p["netns"]),
-            purge=p["purge"], retire=p["retire"])
+            allocate_spi=allocate_spi, spent=spent, purge=p["purge"], retire=p["retire"])
         if module.check_mode:
             table = before  # nothing is made in check mode, so nothing new is published
         elif changes:
@@ -282,14 +366,17 @@ def converge_sas(module, p: dict) -> dict:
             if present:
                 derived_keys = state.derived_keys(p["direction"], {
                     (sa.dst, sa.spi): sa.key for sa in have if sa.reqid == p["reqid"]})
+                table = state.inbound()
                 wanted = wanted_sas(
-                    direction=p["direction"], table=state.inbound(), sessions=sessions,
+                    direction=p["direction"], table=table, sessions=sessions,
                     derived_keys=derived_keys, mesh=p["mesh"], peer_name=p["peer_name"],
                     local_address=local, peers=peers, epoch=p["epoch"], retire=p["retire"],
                     reqid=p["reqid"], aead=CIPHERS[p["cipher"]], replay_window=p["replay_window"])
                 changes = sa_changes(
                     have, wanted, direction=p["direction"], local_address=local, peers=peers,
                     reqid=p["reqid"], retain=retain, purge=p["purge"])
+                if p["direction"] == "inbound":
+                    changes = never_twice(changes, have, table, wanted, module.check_mode)
             else:
                 changes = all_sas_removed(have, p["reqid"])
             pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
@@ -299,6 +386,8 @@ def converge_sas(module, p: dict) -> dict:
                     if sessions is not None:
                         state.save_sessions(sessions)
                     state.save_derived_keys(p["direction"], derived_keys)
+                    if p["direction"] == "inbound":
+                        record_installed(state, table, wanted)
                 for item in pending:
                     module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
                 changes = [c for c in changes if c.before or c.after]
