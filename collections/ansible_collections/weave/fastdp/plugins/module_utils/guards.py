@@ -128,8 +128,8 @@ def parse_save(text: str, mesh: str) -> Saved:
             if name in peer_of:
                 saved.chains.add((table, name))
         elif "-A " in line:
-            counters, _, rest = line.partition("-A ")
-            chain, _, spec = rest.partition(" ")
+            counters, _sep, rest = line.partition("-A ")
+            chain, _sep, spec = rest.partition(" ")
             spec = spec.strip()
             if chain in peer_of:
                 peer = peer_of[chain].search(spec)
@@ -153,7 +153,7 @@ class Plan:
 
     @property
     def before(self) -> list[str]:
-        return _lines(self.mesh, self.saved.chains, [r for r, _, _ in self.saved.rules],
+        return _lines(self.mesh, self.saved.chains, [r for r, _packets, _bytes in self.saved.rules],
                       self.saved.jumps)
 
     @property
@@ -163,7 +163,7 @@ class Plan:
         jumps = self.saved.jumps
         made = {(t, hook, c): jumps.get((t, hook, c)) or [f"-j {c}"]
                 for t, c, hook in chains(self.mesh)}
-        return _lines(self.mesh, {(t, c) for t, c, _ in chains(self.mesh)}, self.wanted,
+        return _lines(self.mesh, {(t, c) for t, c, _hook in chains(self.mesh)}, self.wanted,
                       {**jumps, **made})
 
 
@@ -173,9 +173,9 @@ def plan(mesh: str, saved: Saved, want: list[Rule] | None, keep_peer) -> Plan:
     if want is None:
         return Plan(mesh, saved, None, _removal(mesh, saved))
     declared = {r.peer for r in want if r.peer}
-    kept = [r for r, _, _ in saved.rules if r.peer and r.peer not in declared and keep_peer(r.peer)]
+    kept = [r for r, _packets, _bytes in saved.rules if r.peer and r.peer not in declared and keep_peer(r.peer)]
     wanted = _ordered(want + kept)
-    have = _by_chain(r for r, _, _ in saved.rules)
+    have = _by_chain(r for r, _packets, _bytes in saved.rules)
     rows = _by_chain(wanted)
     sections = {}
     for table, chain, hook in chains(mesh):
@@ -200,9 +200,9 @@ def _removal(mesh: str, saved: Saved) -> str:
     """Every jump to a guard chain (from any chain), then flush and delete; mangle first,
     so that the drops go last."""
     sections = {table: [] for table in reversed(APPLY_ORDER)}
-    for (table, source, _), specs in saved.jumps.items():
+    for (table, source, _hook), specs in saved.jumps.items():
         sections[table] += [f"-D {source} {spec}" for spec in specs]
-    for table, chain, _ in reversed(chains(mesh)):
+    for table, chain, _hook in reversed(chains(mesh)):
         if (table, chain) in saved.chains:
             sections[table] += [f"-F {chain}", f"-X {chain}"]
     return _script(sections)
@@ -221,7 +221,7 @@ def _ordered(rules_: list[Rule]) -> list[Rule]:
 def _lines(mesh, chain_set, rules_, jumps) -> list[str]:
     """Readable: ``table: -A CHAIN spec`` for every jump and guard rule."""
     out = []
-    for table, chain, _ in chains(mesh):
+    for table, chain, _hook in chains(mesh):
         out += [f"{table}: -A {source} {spec}" for (t, source, c), specs in sorted(jumps.items())
                 if (t, c) == (table, chain) for spec in specs]
         if (table, chain) in chain_set:
@@ -280,7 +280,7 @@ def guard_state(mesh: str, ipv: int = 4, netns: str | None = None) -> dict[str, 
 
 def counters(saved: Saved) -> dict[str, dict]:
     state: dict[str, dict] = {"*": {"untransformed_dropped": 0, "plaintext_dropped": 0}}
-    for rule, packets, _ in saved.rules:
+    for rule, packets, _bytes in saved.rules:
         outbound = rule.chain.endswith("-OUT")
         if rule.peer is None:
             key = "untransformed_dropped" if outbound else "plaintext_dropped"
