@@ -93,7 +93,7 @@ def sanity_env() -> dict[str, str]:
 
 def _bootstrap_pip_version() -> str:
     """The pip version ansible-test bootstraps into its virtualenvs (its cache file's name)."""
-    import ansible_test  # noqa: PLC0415 - only the gates need it
+    import ansible_test
 
     source = Path(ansible_test.__file__).parent / "_internal/python_requirements.py"
     return re.search(r"pip='([\d.]+)'", source.read_text())[1]

@@ -63,7 +63,7 @@ def test_requires_ansible_is_the_oldest_ansible_core_ci_runs():
     runtime = yaml.safe_load((gates.COLLECTION / "meta/runtime.yml").read_text())
     assert runtime["requires_ansible"] == f">={gates.OLDEST_ANSIBLE}.0"
     pinned = gates.OLDEST_REQUIREMENTS.read_text()
-    assert re.search(rf"^ansible-core=={re.escape(gates.OLDEST_ANSIBLE)}\.\d+$", pinned, re.M)
+    assert re.search(rf"^ansible-core=={re.escape(gates.OLDEST_ANSIBLE)}\.\d+$", pinned, re.MULTILINE)
 
 
 def test_the_oldest_supported_ansible_core_reads_every_doc_and_playbook():
