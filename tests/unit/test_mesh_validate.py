@@ -45,3 +45,23 @@ def test_a_good_mesh_has_no_errors():
 def test_a_bad_inventory_names_host_and_variable(mesh, changes, expected):
     errors = validate(_mesh(**mesh), _members(*changes), _max_mtu)
     assert any(expected in e for e in errors), errors
+
+
+@pytest.mark.parametrize("name", ["../x", "x/../../etc", "/abs", ".hidden", "", "a" * 18, "a b"])
+def test_a_path_like_or_too_long_mesh_name_is_refused_before_any_host_changes(name):
+    """The finding: the mesh name was checked only at the guards step, after the identity
+    module had made state_dir from it (`../x` escaped the state directory)."""
+    (error,) = validate(_mesh(name=name), _members(), _max_mtu)
+    assert error.startswith(f"mesh: fastdp_mesh_name {name!r} must be 1 to 17 letters"), error
+
+
+@pytest.mark.parametrize("name", ["a->b", "h/1", "h 1", "", "-h", "h\x001"])
+def test_a_peer_name_that_could_blur_the_key_inputs_is_refused(name):
+    errors = validate(_mesh(), _members((1, "peer_name", name)), _max_mtu)
+    assert errors == [(f"h2: fastdp_peer_name {name!r} must be 1 to 253 letters, digits, '_', "
+                       "'.', ':' or '-', the first a letter or digit")], errors
+
+
+def test_names_a_mesh_uses_are_accepted():
+    members = _members((0, "peer_name", "node-1.example.com"), (1, "peer_name", "h_2"))
+    assert validate(_mesh(name="weave-prod.1"), members, _max_mtu) == []

@@ -7,15 +7,35 @@ before any host is touched.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 
 CIPHERS = {"aes-gcm": "rfc4106(gcm(aes))", "chacha20-poly1305": "rfc7539esp(chacha20,poly1305)"}
+# A mesh name names the state directory, the guard chains (at most 28 characters with their
+# 11-character prefix) and the device: never a path, never too long.
+MESH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,16}")
+# A peer name is HKDF info, sealed additional data and a key of the state files.
+PEER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")
+
+
+def name_errors(mesh_name, peer_names: dict) -> list[str]:
+    """Problems of the mesh name and of each host's peer name (``peer_names``: host -> name)."""
+    errors = []
+    if not isinstance(mesh_name, str) or not MESH_NAME.fullmatch(mesh_name):
+        errors.append(f"mesh: fastdp_mesh_name {mesh_name!r} must be 1 to 17 letters, digits, "
+                      "'_', '.' or '-', the first a letter or digit (it names the state "
+                      "directory, the guard chains and the device; never a path)")
+    for host, name in peer_names.items():
+        if not isinstance(name, str) or not PEER_NAME.fullmatch(name):
+            errors.append(f"{host}: fastdp_peer_name {name!r} must be 1 to 253 letters, digits, "
+                          "'_', '.', ':' or '-', the first a letter or digit")
+    return errors
 
 
 def validate(mesh: dict, members: list[dict], max_mtu) -> list[str]:
     """Problems of the declared mesh. ``max_mtu(underlay_address, underlay_mtu)`` gives the
     largest overlay MTU a host's underlay allows."""
-    errors = []
+    errors = name_errors(mesh.get("name"), {m["host"]: m["peer_name"] for m in members})
     errors += _duplicates(members, "peer_name", "fastdp_peer_name")
     errors += _duplicates(members, "underlay_address", "fastdp_underlay_address")
     errors += _duplicates(members, "overlay_address", "fastdp_overlay_address", key=_ip_only)
