@@ -17,13 +17,15 @@ import pytest
 from ansible_collections.weave.fastdp.plugins.module_utils.guards import guard_state
 
 from lab import rootfs
-from lab.attacks import esp_sequence, flip_bit, send_frames
+from lab.attacks import ESP_HEADER, esp_sequence, flip_bit, send_frames
 from lab.capture import TUNNEL_PORT, capture
 from lab.playbook import run_on_host, run_playbook
 from lab.smoke import ping
 from lab.state import converge, mesh_hosts, mesh_lab, sa_stats, xfrm_states
 
-pytestmark = pytest.mark.kernel(seconds=400)  # wall time in a guest, to balance the guests
+ESP_SPI = ESP_HEADER  # the SPI is the ESP header's first 4 bytes
+
+pytestmark = pytest.mark.kernel(seconds=500)  # wall time in a guest, to balance the guests
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +186,30 @@ def test_esp_captured_before_an_inbound_sa_is_reinstalled_is_dropped_and_counted
     assert after["XfrmInNoStates"] == before["XfrmInNoStates"] + 1, (before, after)
     assert sa_stats(mesh, h2, h1, h2) == counters, "nothing reached the new SA"
     assert ping(mesh, h1, h2), "the pair works with the new SA"
+
+
+def _sent(frames, sas) -> set[tuple[str, int]]:
+    """(SA key, ESP sequence number) of each captured ESP frame (keys by SPI)."""
+    key_of = {sa["spi"]: sa["key"] for sa in sas}
+    return {(key_of[int.from_bytes(f[ESP_SPI:ESP_SPI + 4], "big")], esp_sequence(f)) for f in frames}
+
+
+def test_after_a_senders_sas_are_flushed_no_key_and_sequence_number_pair_repeats(mesh):
+    """The finding: a sender re-added its lost outbound SA with the same key, its sequence
+    numbers starting at 1 again (AES-GCM's IV is the sequence number: nonce reuse)."""
+    h1, h2, _ = mesh_hosts(mesh)
+    with capture(mesh, h2, f"esp and src {h1.address}") as wire:
+        assert ping(mesh, h1, h2)
+    first = _sent([bytes(p) for p in wire.packets], xfrm_states(mesh, h2))
+    assert first
+    mesh.exec(h1, "ip", "xfrm", "state", "flush")
+    run = converge(mesh)
+    assert run.returncode == 0, run
+    with capture(mesh, h2, f"esp and src {h1.address}") as wire:
+        assert ping(mesh, h1, h2)
+    second = _sent([bytes(p) for p in wire.packets], xfrm_states(mesh, h2))
+    assert second and not first & second, sorted(first & second)
+    assert {k for k, _ in first}.isdisjoint({k for k, _ in second}), "h2 made a fresh key"
 
 
 def test_a_rerun_that_changes_nothing_still_fails_when_esp_is_blocked_on_the_path(mesh):

@@ -8,6 +8,7 @@ from ansible_collections.weave.fastdp.plugins.module_utils import keys
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 pytestmark = pytest.mark.unit
+GCM, CHACHA = "rfc4106(gcm(aes))", "rfc7539esp(chacha20,poly1305)"
 
 RFC5869_SHA256 = [  # (IKM, salt, info, L, OKM) of RFC 5869 appendix A, test cases 1-3
     ("0b" * 22, "000102030405060708090a0b0c", "f0f1f2f3f4f5f6f7f8f9", 42,
@@ -39,8 +40,8 @@ def _pair():
 def test_key_of_direction_a_to_b_is_the_same_on_a_and_on_b():
     a, b = _pair()
     nonce = os.urandom(32)
-    on_a = keys.sa_key(_session(a, keys.public_key_text(b), "pw"), nonce, "b")
-    on_b = keys.sa_key(_session(b, keys.public_key_text(a), "pw"), nonce, "b")
+    on_a = keys.sa_key(_session(a, keys.public_key_text(b), "pw"), nonce, "b", GCM)
+    on_b = keys.sa_key(_session(b, keys.public_key_text(a), "pw"), nonce, "b", GCM)
     assert on_a == on_b
     assert len(on_a) == 36
 
@@ -49,9 +50,9 @@ def test_the_two_directions_and_a_new_epoch_nonce_give_different_keys():
     a, b = _pair()
     session = _session(a, keys.public_key_text(b), "pw")
     nonce, next_epoch_nonce = os.urandom(32), os.urandom(32)
-    a_to_b = keys.sa_key(session, nonce, "b")
-    assert keys.sa_key(session, nonce, "a") != a_to_b
-    assert keys.sa_key(session, next_epoch_nonce, "b") != a_to_b
+    a_to_b = keys.sa_key(session, nonce, "b", GCM)
+    assert keys.sa_key(session, nonce, "a", GCM) != a_to_b
+    assert keys.sa_key(session, next_epoch_nonce, "b", GCM) != a_to_b
 
 
 def test_the_password_is_part_of_the_session_key():
@@ -135,7 +136,7 @@ SA_AT = ("198.51.100.11", 0x2000)  # (dst, SPI) of the SA whose key the record c
 def _record_one_key(state, session, nonce):
     """A real run that derives the key of SA_AT and records it; the key."""
     derived = state.derived_keys("inbound", {})
-    key = derived.key(session, nonce, "h1", SA_AT)
+    key = derived.key(session, nonce, "h1", GCM, SA_AT)
     state.save_derived_keys("inbound", derived)
     return key
 
@@ -149,14 +150,14 @@ def test_an_installed_key_recorded_as_its_inputs_derive_is_confirmed_without_hkd
     state = keys.StateDir(str(tmp_path / "state"))
     session, nonce = bytes(range(32)), bytes(32)
     key = _record_one_key(state, session, nonce)
-    assert key == keys.sa_key(session, nonce, "h1")
+    assert key == keys.sa_key(session, nonce, "h1", GCM)
     path = tmp_path / "state" / "derived-keys.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     record = path.read_bytes()
     assert key.hex().encode() not in record and session.hex().encode() not in record
 
     monkeypatch.setattr(keys, "sa_key", _no_hkdf)
-    assert state.derived_keys("inbound", {SA_AT: key}).key(session, nonce, "h1", SA_AT) == key
+    assert state.derived_keys("inbound", {SA_AT: key}).key(session, nonce, "h1", GCM, SA_AT) == key
 
 
 @pytest.mark.parametrize("change", ["another key installed", "another session key",
@@ -176,14 +177,14 @@ def test_a_key_is_derived_again_unless_installed_and_recorded_for_the_same_input
     else:
         direction = "outbound"
     derived = state.derived_keys(direction, {SA_AT: installed})
-    assert derived.key(session, nonce, "h1", SA_AT) == keys.sa_key(session, nonce, "h1")
+    assert derived.key(session, nonce, "h1", GCM, SA_AT) == keys.sa_key(session, nonce, "h1", GCM)
 
 
 def test_the_record_keeps_the_keys_of_the_last_run_and_the_other_direction(tmp_path):
     state = keys.StateDir(str(tmp_path / "state"))
     _record_one_key(state, bytes(range(32)), bytes(32))
     outbound = state.derived_keys("outbound", {})
-    outbound.key(bytes(32), bytes(32), "h2", ("198.51.100.12", 0x3000))
+    outbound.key(bytes(32), bytes(32), "h2", GCM, ("198.51.100.12", 0x3000))
     state.save_derived_keys("outbound", outbound)
     inbound = state.derived_keys("inbound", {})
     state.save_derived_keys("inbound", inbound)  # a run with no inbound SA left
@@ -196,3 +197,48 @@ def test_new_spi_avoids_reserved_and_used_values():
     for _ in range(200):
         spi = keys.new_spi(in_use)
         assert spi >= 0x100 and spi not in in_use
+
+
+def test_the_key_derivation_is_exactly_the_documented_one():
+    """An independent computation of the documented formula (module docstring of keys)."""
+    import hashlib
+    import hmac
+
+    a, b = _pair()
+    nonce = bytes(range(32))
+    shared = a.exchange(b.public_key())
+    session = hashlib.sha256(shared + b"pw").digest()
+    prk = hmac.new(nonce, session, hashlib.sha256).digest()  # HKDF-Extract(salt=nonce)
+    info = b"b" + b"\0" + GCM.encode()
+    t1 = hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+    t2 = hmac.new(prk, t1 + info + b"\x02", hashlib.sha256).digest()
+    assert keys.sa_key(_session(a, keys.public_key_text(b), "pw"), nonce, "b", GCM) == (t1 + t2)[:36]
+
+
+def test_the_cipher_is_an_input_of_the_key():
+    a, b = _pair()
+    session, nonce = _session(a, keys.public_key_text(b), "pw"), os.urandom(32)
+    assert keys.sa_key(session, nonce, "b", GCM) != keys.sa_key(session, nonce, "b", CHACHA)
+
+
+@pytest.mark.parametrize("raw", [bytes(32), b"\x01" + bytes(31), bytes.fromhex(
+    "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")])
+def test_a_low_order_public_key_is_refused_with_a_clear_error(raw):
+    import base64
+
+    with pytest.raises(keys.KeyMaterialError, match="public key of low order"):
+        keys.shared_secret(X25519PrivateKey.generate(), base64.b64encode(raw).decode())
+
+
+def test_the_seals_additional_data_tells_apart_names_that_concatenate_alike():
+    """The finding: `mesh/epoch/sender->receiver/spi` read the same for a->b->c as sender
+    `a->b`, receiver `c` and for sender `a`, receiver `b->c`."""
+    context = keys._seal_context
+    assert context("m", 1, "a->b", "c", 0x1234) != context("m", 1, "a", "b->c", 0x1234)
+    assert context("m/1", 1, "a", "b", 0x1234) != context("m", 11, "a", "b", 0x1234)
+    a, b = _pair()
+    on_b, on_a = (_session(b, keys.public_key_text(a), "pw"),
+                  _session(a, keys.public_key_text(b), "pw"))
+    sealed = keys.seal_nonce(on_b, b"n" * 32, mesh="m", epoch=1, sender="a->b", receiver="c", spi=0x1234)
+    with pytest.raises(keys.KeyMaterialError, match="does not open"):
+        keys.open_nonce(on_a, sealed, mesh="m", epoch=1, sender="a", receiver="b->c", spi=0x1234)

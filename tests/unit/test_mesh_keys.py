@@ -30,13 +30,13 @@ def _sa_pair(private, table, epoch):
         table, sessions=_sessions(private["b"]), derived_keys=keys.DerivedKeys({}, {}),
         local_name="b", local_address=B,
         peers=[{"name": "a", "address": A, "public_key": keys.public_key_text(private["a"])}],
-        epochs={"a": [epoch]})
+        epochs={"a": [epoch]}, aead="rfc4106(gcm(aes))")
     outbound, _ = mesh_keys.outbound_sas(
         sessions=_sessions(private["a"]), derived_keys=keys.DerivedKeys({}, {}), mesh="m",
         local_name="a", local_address=A,
         peers=[{"name": "b", "address": B, "public_key": keys.public_key_text(private["b"]),
                 "published": _b_publishes_for_a(private, table, [epoch])}],
-        epochs={"b": [epoch]})
+        epochs={"b": [epoch]}, aead="rfc4106(gcm(aes))")
     return inbound[0], outbound[0]
 
 
@@ -102,6 +102,8 @@ def test_spent_reason_keeps_a_nonce_only_while_the_kernel_holds_its_very_sa():
         "this run wants its SA with another replay_window"
     assert mesh_keys.spent_reason(entry, _held(entry), {**same, "aead": "rfc7539esp(chacha20,poly1305)"}) == \
         "this run wants its SA with another aead"
+    assert mesh_keys.spent_reason(entry, _held(entry), {**same, "key": "another password's"}) == \
+        "this run wants its SA with another key"
 
 
 def test_a_rerun_keeps_nonces_and_a_new_epoch_makes_new_keys():

@@ -145,3 +145,56 @@ def test_a_declared_policy_that_is_no_address_or_network_is_refused_naming_the_f
 def test_two_declared_policies_in_one_place_are_refused():
     with pytest.raises(xfrm.XfrmError, match=r"^policies\[1\]: same selector"):
         inventory.wanted_policies([_declared(PEER), _declared(PEER, 0x2000)], REQID)
+
+
+# --- never the same key twice ---------------------------------------------------------------
+
+def _table(spi, installed=None):
+    entry = {"spi": spi, "nonce": "00" * 32}
+    if installed is not None:
+        from ansible_collections.weave.fastdp.plugins.module_utils import mesh_keys
+        entry["installed"] = mesh_keys.installed_record(installed)
+    return {"epochs": {"1": {"h2": entry}}}
+
+
+def test_an_inbound_sa_takes_the_place_of_the_larval_sa_its_spi_was_allocated_in():
+    wanted = [inventory.WantedSA("h2", 1, _sa(PEER, LOCAL, 0x2000))]
+    larval = dataclasses.replace(_sa(PEER, LOCAL, 0x2000), aead=None, key=b"", larval=True)
+    changes = inventory.never_twice(_inbound_changes([larval], wanted), [larval],
+                                    _table(0x2000), wanted, check_mode=False)
+    assert [(c.sign, c.before, c.after) for c in changes] == [("+", larval, wanted[0].sa)]
+    calls = _Recorder()
+    inventory.apply(calls, changes)
+    assert calls == [("delete_sa", 0x2000), ("add_sa", 0x2000)]
+
+
+def test_an_inbound_key_installed_before_is_never_installed_again():
+    """The finding: the `~` path and a lost SA re-added the recorded key (replay accepted)."""
+    sa = _sa(PEER, LOCAL, 0x2000)
+    wanted = [inventory.WantedSA("h2", 1, sa)]
+    for have in ([], [dataclasses.replace(sa, replay_window=64)]):  # lost; changed
+        changes = _inbound_changes(have, wanted)
+        with pytest.raises(xfrm.XfrmError, match="installed before with this nonce.*never "
+                                                 "installed twice: converge the nonces step"):
+            inventory.never_twice(changes, have, _table(0x2000, sa), wanted, check_mode=False)
+        (predicted,) = inventory.never_twice(changes, have, _table(0x2000, sa), wanted,
+                                             check_mode=True)
+        assert predicted.after is None and "fresh nonce and SPI first" in str(predicted)
+    first = inventory.never_twice(_inbound_changes([], wanted), [], _table(0x2000), wanted,
+                                  check_mode=False)
+    assert [c.after for c in first] == [sa], "a nonce never installed is installed once"
+
+
+def test_an_outbound_key_sent_with_before_is_never_installed_again_and_is_reported_lost():
+    """The finding: a sender re-added its lost outbound SA with the same key, so its sequence
+    numbers (GCM's IV) started over. It keeps the key out and reports the SPI lost instead."""
+    from ansible_collections.weave.fastdp.plugins.module_utils import keys
+
+    sa = _sa(LOCAL, PEER, 0x2000, key=b"s" * 36)
+    sent = {keys.sent_digest(sa.key): {"peer": "h2", "dst": PEER, "spi": 0x2000}}
+    changes = [inventory.Change("+", "outbound SA to h2 (epoch 1)", after=sa)]
+    assert inventory.never_sent_twice(changes, sent) == ([], [("h2", 0x2000)])
+    assert inventory.never_sent_twice(changes, {}) == (changes, [])
+    assert inventory.lost_outbound(sent, [sa]) == {}
+    assert inventory.lost_outbound(sent, []) == {"h2": [0x2000]}
+    assert inventory.lost_outbound(sent, [dataclasses.replace(sa, key=bytes(36))]) == {"h2": [0x2000]}

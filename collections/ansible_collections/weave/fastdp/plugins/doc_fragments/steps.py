@@ -46,6 +46,13 @@ options:
       switched_epoch:
         description: The epoch of the peer's outbound SA to this host, once known.
         type: int
+      lost_spis:
+        description: SPIs of the peer's outbound SAs to this host that its kernel lost (its
+          M(weave.fastdp.preflight) RV(weave.fastdp.preflight#module:lost_outbound)); each gets a
+          fresh nonce and SPI, as a key is never installed twice.
+        type: list
+        elements: int
+        default: []
   retain:
     description: Names of peers outside this run (C(--limit), later C(serial) batches) whose
       entries are left as they are.
@@ -378,6 +385,13 @@ options:
           switched_epoch:
             description: The epoch of the peer's outbound SA to this host, once known.
             type: int
+          lost_spis:
+            description: SPIs of the peer's outbound SAs to this host that its kernel lost (its M(weave.fastdp.preflight)
+              RV(weave.fastdp.preflight#module:lost_outbound)); each gets a fresh nonce and SPI, as
+              a key is never installed twice.
+            type: list
+            elements: int
+            default: []
       retain:
         description: Names of peers outside this run (C(--limit), later C(serial) batches) whose entries
           are left as they are.

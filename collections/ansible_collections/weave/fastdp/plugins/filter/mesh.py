@@ -19,7 +19,9 @@ def mesh_peers(hostvars, play_hosts, group_hosts, me):
 
     Each peer: name, host, address (underlay), overlay_address, public_key (once the identity
     task ran), published (what the peer published for this host: [{epoch, spi, sealed_nonce}])
-    and switched_epoch (the newest epoch of the peer's outbound SA to this host, once known).
+    and switched_epoch (the newest epoch of the peer's outbound SA to this host, once known),
+    lost_spis (the SPIs of the peer's outbound SAs to this host its kernel lost, which this
+    host must give a fresh nonce and SPI: the peer never installs a key twice).
     Hosts of the group outside the batch (``--limit``, other ``serial`` batches) are not peers
     of this run: see mesh_retained."""
     own = hostvars[me]["_fastdp_self"]["peer_name"]
@@ -33,6 +35,8 @@ def mesh_peers(hostvars, play_hosts, group_hosts, me):
         peer["published"] = (nonces.get("published") or {}).get(own, [])
         outbound = facts.get("_fastdp_outbound") or {}
         peer["switched_epoch"] = (outbound.get("outbound_epochs") or {}).get(own)
+        preflight = facts.get("_fastdp_preflight") or {}
+        peer["lost_spis"] = (preflight.get("lost_outbound") or {}).get(own, [])
         peers.append(peer)
     return peers
 

@@ -1,12 +1,21 @@
-"""Per-pair, per-direction ESP keys, derived on the hosts the way Weave Net derives them.
+"""Per-pair, per-direction ESP keys, derived on the hosts. Exactly (``||``: concatenation):
 
-    session key = SHA-256(X25519(own private key, peer public key) || mesh password)
-    key A->B    = HKDF-SHA256(ikm=session key, salt=nonce made by B, info=B's peer name)
+    shared      = X25519(own private key, peer public key)     (32 bytes; low-order keys refused)
+    session key = SHA-256(shared || mesh password as UTF-8)
+    key A->B    = HKDF-SHA256(ikm=session key, salt=nonce made by B (32 random bytes),
+                              info=B's peer name as UTF-8 || 0x00 || the SA's AEAD name,
+                              e.g. "rfc4106(gcm(aes))"), 36 bytes
 
-36 bytes: a 32-byte AES-256-GCM (or ChaCha20) key and its 4-byte salt. The receiver B makes the
-nonce and the SPI of its inbound SA and keeps both in its state directory, per key epoch, so a
-re-run derives the same keys and a new epoch derives new ones. The controller carries a nonce
-to the sender only sealed (AES-GCM under a key the two peers alone can form), so no nonce
+36 bytes: a 32-byte AES-256-GCM (or ChaCha20) key and its 4-byte salt. This is modelled on
+Weave Net and differs from it in three inputs: Weave hashes HSalsa20(X25519) with the password
+(here the raw X25519 output), its HKDF info is the receiver's 64-bit peer name as 8 bytes (here
+the peer name's text and the AEAD name, so switching cipher never reuses a key), and its key
+pairs are per connection (here the host's identity). Keys are therefore not interchangeable
+with Weave's. The receiver B makes the nonce and the SPI (allocated by the kernel) of its
+inbound SA and keeps both in its state directory, per key epoch, only while the kernel holds
+that SA: a lost or changed SA gets a fresh nonce and SPI, so no key is installed twice. The
+controller carries a nonce to the sender only sealed (AES-GCM under a key the two peers alone
+can form, bound to mesh, epoch, both names and the SPI, each length-prefixed), so no nonce
 appears in a log; the private key never leaves the host.
 """
 
@@ -56,7 +65,12 @@ def hkdf_sha256(ikm: bytes, salt: bytes | None, info: bytes, length: int) -> byt
 
 
 def shared_secret(private: X25519PrivateKey, peer_public: str) -> bytes:
-    return private.exchange(decode_public_key(peer_public))
+    try:
+        return private.exchange(decode_public_key(peer_public))
+    except ValueError:  # OpenSSL refuses the all-zero result of a small-order point
+        raise KeyMaterialError(
+            "public key of low order (X25519 with it gives an all-zero shared secret, which "
+            "anybody knows): refused") from None
 
 
 def session_key(shared: bytes, password: str) -> bytes:
@@ -85,9 +99,10 @@ class Sessions:
         return session_key(bytes.fromhex(shared), self.password)
 
 
-def sa_key(session: bytes, nonce: bytes, receiver: str) -> bytes:
-    """Key + salt of the direction towards ``receiver`` (the same on both ends)."""
-    return hkdf_sha256(session, nonce, receiver.encode(), SA_KEY_BYTES)
+def sa_key(session: bytes, nonce: bytes, receiver: str, aead: str) -> bytes:
+    """Key + salt of the direction towards ``receiver`` for an SA of ``aead`` (the same on
+    both ends). Peer names never hold a NUL, so the info is unambiguous."""
+    return hkdf_sha256(session, nonce, receiver.encode() + b"\0" + aead.encode(), SA_KEY_BYTES)
 
 
 def _digest(*parts: bytes) -> str:
@@ -108,16 +123,23 @@ class DerivedKeys:
         self.recorded, self.installed = recorded, installed
         self.used: dict[str, str] = {}  # what this run derived or confirmed: the next record
 
-    def key(self, session: bytes, nonce: bytes, receiver: str, sa: tuple[str, int]) -> bytes:
-        """The key of SA ``sa`` (dst, SPI): keys.sa_key(session, nonce, receiver)."""
-        inputs = _digest(b"weave.fastdp SA key inputs\0", session, nonce, receiver.encode())
+    def key(self, session: bytes, nonce: bytes, receiver: str, aead: str,
+            sa: tuple[str, int]) -> bytes:
+        """The key of SA ``sa`` (dst, SPI): keys.sa_key(session, nonce, receiver, aead)."""
+        inputs = _digest(b"weave.fastdp SA key inputs\0", session, nonce, receiver.encode(),
+                         b"\0", aead.encode())
         key = self.installed.get(sa)
         digest = None if key is None else _digest(key)
         if digest is None or self.recorded.get(inputs) != digest:
-            key = sa_key(session, nonce, receiver)
+            key = sa_key(session, nonce, receiver, aead)
             digest = _digest(key)
         self.used[inputs] = digest
         return key
+
+
+def sent_digest(key: bytes) -> str:
+    """Names an outbound key this host installed (outbound-sent.json) without giving it."""
+    return _digest(b"weave.fastdp sent key\0", key)
 
 
 def public_key_text(private: X25519PrivateKey) -> str:
@@ -134,7 +156,13 @@ def decode_public_key(text: str) -> X25519PublicKey:
 
 
 def _seal_context(mesh: str, epoch: int, sender: str, receiver: str, spi: int) -> bytes:
-    return f"{mesh}/{epoch}/{sender}->{receiver}/{spi:#x}".encode()
+    """The seal's additional data: each field length-prefixed (so no two tuples of names
+    encode alike, whatever the names hold), epoch and SPI as fixed-size integers."""
+    def field(text: str) -> bytes:
+        raw = text.encode()
+        return len(raw).to_bytes(4, "big") + raw
+    return (b"weave.fastdp seal v2\0" + field(mesh) + epoch.to_bytes(8, "big") + field(sender)
+            + field(receiver) + spi.to_bytes(4, "big"))
 
 
 def seal_nonce(session: bytes, nonce: bytes, *, mesh, epoch, sender, receiver, spi) -> str:
@@ -174,6 +202,7 @@ class StateDir:
     inbound.json     {"epochs": {"<epoch>": {"<sender>": {"spi": int, "nonce": hex}}}}
     inbound-half.json  {"fingerprint": hex, "steps": {"<step>": options without password}}
     derived-keys.json  {"inbound"|"outbound": {"<digest of an SA key's inputs>": digest of the key}}
+    outbound-sent.json  {"<digest of an outbound SA's key>": {"peer", "dst", "spi"}}
     """
 
     def __init__(self, path: str):
@@ -252,6 +281,18 @@ class StateDir:
 
     def save_inbound(self, data: dict) -> None:
         self._write("inbound.json", json.dumps(data, sort_keys=True).encode())
+
+    def sent(self) -> dict:
+        """The outbound SAs this host installed: {digest of the key: {peer, dst, spi}}. A key
+        recorded here is never installed again (its sequence numbers would start over)."""
+        try:
+            with open(self._file("outbound-sent.json")) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def save_sent(self, record: dict) -> None:
+        self._write("outbound-sent.json", json.dumps(record, sort_keys=True).encode())
 
     def inbound_half(self) -> dict | None:
         """The inbound half's last record, or None (none yet, or unreadable: then it runs)."""

@@ -93,13 +93,20 @@ def installed_record(sa) -> dict:
     """What an entry records of the inbound SA installed for it (xfrm.SA): enough to tell
     that the kernel still holds that very SA, and with which options, without its key."""
     return {"src": sa.src, "reqid": sa.reqid, "aead": sa.aead, "replay_window": sa.replay_window,
-            "key": hashlib.sha256(b"weave.fastdp installed key\0" + sa.key).hexdigest()}
+            "key": installed_key(sa.key)}
+
+
+def installed_key(key: bytes) -> str:
+    """The digest an entry records of its SA's key (never the key)."""
+    return hashlib.sha256(b"weave.fastdp installed key\0" + key).hexdigest()
 
 
 def spent_reason(entry: dict, held, wanted: dict | None = None) -> str | None:
     """Why ``entry``'s nonce must not be used again, or None while the kernel still holds the
     SA made for it. ``held``: the kernel's SA at (this host, the entry's SPI), or None.
-    ``wanted``: this run's options of that SA (src, reqid, aead, replay_window), when known."""
+    ``wanted``: this run's options of that SA (src, reqid, aead, replay_window, and the
+    installed_key of the key this run derives: another password, peer key or derivation makes
+    another key), when known."""
     made = entry.get("installed")
     if made is None:
         return "its SA was never installed"
@@ -118,7 +125,10 @@ def publish(table: dict, *, sessions: keys.Sessions, mesh: str, receiver: str,
     """For each sender (name -> public key): its entries [{epoch, spi, sealed_nonce}]."""
     published = {}
     for sender, public_key in senders.items():
-        session = sessions.key(public_key)
+        try:
+            session = sessions.key(public_key)
+        except keys.KeyMaterialError as exc:
+            raise keys.KeyMaterialError(f"peers ({sender}): {exc}") from None
         entries = []
         for epoch in sorted(epochs):
             entry = table["epochs"].get(str(epoch), {}).get(sender)
@@ -140,20 +150,20 @@ class DerivedSA:
     key: bytes
 
 
-def inbound_sas(table, *, sessions, derived_keys, local_name, local_address, peers, epochs):
+def inbound_sas(table, *, sessions, derived_keys, local_name, local_address, peers, epochs, aead):
     """SAs from each peer into this host, for each of its wanted epochs (``epochs``: peer name
     -> epochs) whose nonce this host keeps; keys from ``derived_keys``."""
     def sa_of(peer, session, epoch):
         entry = table["epochs"].get(str(epoch), {}).get(peer["name"])
         if entry is None:
             return None
-        key = derived_keys.key(session, bytes.fromhex(entry["nonce"]), local_name,
+        key = derived_keys.key(session, bytes.fromhex(entry["nonce"]), local_name, aead,
                                (local_address, entry["spi"]))
         return DerivedSA(peer["name"], epoch, peer["address"], local_address, entry["spi"], key)
     return _per_peer(peers, sessions, epochs, "inbound", sa_of)
 
 
-def outbound_sas(*, sessions, derived_keys, mesh, local_name, local_address, peers, epochs):
+def outbound_sas(*, sessions, derived_keys, mesh, local_name, local_address, peers, epochs, aead):
     """SAs from this host to each peer, for each of its wanted epochs (``epochs``: peer name
     -> epochs) the peer has published; keys from ``derived_keys``."""
     def sa_of(peer, session, epoch):
@@ -162,7 +172,7 @@ def outbound_sas(*, sessions, derived_keys, mesh, local_name, local_address, pee
             return None
         nonce = keys.open_nonce(session, entry["sealed_nonce"], mesh=mesh, epoch=epoch,
                                 sender=local_name, receiver=peer["name"], spi=entry["spi"])
-        key = derived_keys.key(session, nonce, peer["name"], (peer["address"], entry["spi"]))
+        key = derived_keys.key(session, nonce, peer["name"], aead, (peer["address"], entry["spi"]))
         return DerivedSA(peer["name"], epoch, local_address, peer["address"], entry["spi"], key)
     return _per_peer(peers, sessions, epochs, "outbound", sa_of)
 

@@ -106,11 +106,11 @@ def wanted_sas(*, direction, table, sessions, derived_keys, mesh, peer_name, loc
         if direction == "inbound":
             derived, pending = mesh_keys.inbound_sas(
                 table, sessions=sessions, derived_keys=derived_keys, local_name=peer_name,
-                local_address=local_address, peers=peers, epochs=epochs)
+                local_address=local_address, peers=peers, epochs=epochs, aead=aead)
         else:
             derived, pending = mesh_keys.outbound_sas(
                 sessions=sessions, derived_keys=derived_keys, mesh=mesh, local_name=peer_name,
-                local_address=local_address, peers=peers, epochs=epochs)
+                local_address=local_address, peers=peers, epochs=epochs, aead=aead)
     except keys.KeyMaterialError as exc:
         raise XfrmError(str(exc)) from None
     wanted = []
@@ -219,6 +219,44 @@ def record_installed(state: keys.StateDir, table: dict, wanted: list[WantedSA]) 
         state.save_inbound(table)
 
 
+def never_sent_twice(changes: list[Change], sent: dict) -> tuple[list[Change], list]:
+    """The outbound changes without the SAs whose key this host installed before (lost since:
+    a reboot, a flush): their sequence numbers would start over under the same key. Their peer
+    makes a fresh nonce and SPI once the preflight reports them (lost_outbound)."""
+    out, spent = [], []
+    for change in changes:
+        if change.sign != "-" and isinstance(change.after, SA) and \
+                keys.sent_digest(change.after.key) in sent:
+            spent.append((sent[keys.sent_digest(change.after.key)]["peer"], change.after.spi))
+            continue
+        out.append(change)
+    return out, spent
+
+
+def record_sent(state: keys.StateDir, sent: dict, wanted: list[WantedSA]) -> None:
+    """Record the key of every wanted outbound SA: the kernel now holds it, or lost it and it
+    was not given again. SAs no longer wanted leave the record."""
+    record = {}
+    for w in wanted:
+        if w.sa is None:
+            continue
+        digest = keys.sent_digest(w.sa.key)
+        record[digest] = {"peer": w.peer, "dst": w.sa.dst, "spi": w.sa.spi}
+    if record != sent:
+        state.save_sent(record)
+
+
+def lost_outbound(sent: dict, have: list[SA]) -> dict[str, list[int]]:
+    """{peer: [SPI]} of the outbound SAs this host installed that the kernel no longer holds
+    with their key: the peer must make a fresh nonce and SPI for each (never the same key)."""
+    held = {(sa.dst, sa.spi): keys.sent_digest(sa.key) for sa in have if not sa.larval}
+    lost = {}
+    for digest, sa in sorted(sent.items(), key=lambda item: (item[1]["peer"], item[1]["spi"])):
+        if held.get((sa["dst"], sa["spi"])) != digest:
+            lost.setdefault(sa["peer"], []).append(sa["spi"])
+    return lost
+
+
 def all_sas_removed(have: list[SA], reqid: int) -> list[Change]:
     return [Change("-", f"SA of reqid {reqid}", before=sa) for sa in have if sa.reqid == reqid]
 
@@ -244,6 +282,7 @@ NONCES_ARGUMENT_SPEC = {
         "name": {"type": "str", "required": True},
         "public_key": {"type": "str"},
         "switched_epoch": {"type": "int"},
+        "lost_spis": {"type": "list", "elements": "int", "default": []},
     }},
     "password": {"type": "str", "required": True, "no_log": True},
     "retire": {"type": "bool", "default": False},
@@ -251,6 +290,13 @@ NONCES_ARGUMENT_SPEC = {
     **arguments.NETNS,
     **arguments.STATE_DIR,
 }
+
+
+def _spelled(address: str) -> str:
+    try:
+        return inet.spelled(address)
+    except ValueError:
+        return address  # the inbound SAs' step names it
 
 
 def converge_nonces(module, p: dict) -> dict:
@@ -262,12 +308,14 @@ def converge_nonces(module, p: dict) -> dict:
     so no key is ever installed twice."""
     state = keys.StateDir(p["state_dir"])
     sa = p.get("_inbound_sa")  # the inbound SAs' options: datapath wires them in
-    addresses = (sa or {}).get("addresses", {})
+    addresses = {name: _spelled(address) for name, address in (sa or {}).get("addresses", {}).items()}
+    lost = {peer["name"]: set(peer.get("lost_spis") or ()) for peer in p["peers"]}
+    public_keys = {peer["name"]: peer.get("public_key") for peer in p["peers"]}
     try:
         local = inet.field("local_address", p["local_address"], XfrmError)
         sessions = state.sessions(p["password"])
         before = state.inbound()
-        held = None
+        held = derived = None
 
         def spent(sender, entry):
             nonlocal held
@@ -275,17 +323,34 @@ def converge_nonces(module, p: dict) -> dict:
                 held = sas_towards(local, p["netns"])
             wanted = None
             if sa is not None:
-                wanted = {"reqid": sa["reqid"], "aead": CIPHERS[sa["cipher"]],
-                          "replay_window": sa["replay_window"]}
+                aead = CIPHERS[sa["cipher"]]
+                wanted = {"reqid": sa["reqid"], "aead": aead, "replay_window": sa["replay_window"]}
                 if sender in addresses:
                     wanted["src"] = addresses[sender]
+                if sessions is not None and public_keys.get(sender):
+                    nonlocal derived
+                    if derived is None:  # confirms installed keys with two SHA-256 each
+                        derived = state.derived_keys("inbound", {
+                            (local, s.spi): s.key for s in held.values() if not s.larval})
+                    try:
+                        session = sessions.key(public_keys[sender])
+                    except keys.KeyMaterialError as exc:
+                        raise keys.KeyMaterialError(f"peers ({sender}): {exc}") from None
+                    key = derived.key(session, bytes.fromhex(entry["nonce"]), p["peer_name"],
+                                      aead, (local, entry["spi"]))
+                    wanted["key"] = mesh_keys.installed_key(key)
+            if entry["spi"] in lost.get(sender, ()):
+                return "the sender lost its outbound SA (its sequence numbers would start over)"
             return mesh_keys.spent_reason(entry, held.get(entry["spi"]), wanted)
 
         def allocate_spi(sender, recorded):
             nonlocal held
             if held is None:
                 held = sas_towards(local, p["netns"])
-            if module.check_mode:  # nothing is made in check mode: any SPI names the change
+            # Nothing is made in check mode: any SPI names the change. Run alone (no inbound
+            # SAs' options), the nonces step picks a free SPI itself: the kernel's larval SA
+            # would expire (net.core.xfrm_acq_expires) before a separate xfrm_state run.
+            if module.check_mode or sa is None:
                 return keys.new_spi(set(held) | recorded)
             with XfrmSocket(p["netns"]) as xfrm:
                 while True:  # the kernel's SPI is free towards this host; never a recorded one
@@ -377,6 +442,13 @@ def converge_sas(module, p: dict) -> dict:
                     reqid=p["reqid"], retain=retain, purge=p["purge"])
                 if p["direction"] == "inbound":
                     changes = never_twice(changes, have, table, wanted, module.check_mode)
+                else:
+                    sent = state.sent()
+                    changes, spent = never_sent_twice(changes, sent)
+                    for peer, spi in spent:
+                        module.warn(f"outbound SA to {peer} (SPI {spi:#010x}): its key was "
+                                    "installed before and the kernel lost it; not installed "
+                                    "again until the peer publishes a fresh nonce and SPI")
             else:
                 changes = all_sas_removed(have, p["reqid"])
             pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
@@ -388,6 +460,8 @@ def converge_sas(module, p: dict) -> dict:
                     state.save_derived_keys(p["direction"], derived_keys)
                     if p["direction"] == "inbound":
                         record_installed(state, table, wanted)
+                    else:
+                        record_sent(state, sent, wanted)
                 for item in pending:
                     module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
                 changes = [c for c in changes if c.before or c.after]

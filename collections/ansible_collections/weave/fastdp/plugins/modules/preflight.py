@@ -127,6 +127,12 @@ lacking:
   type: dict
   returned: always
   sample: {"cryptography": "cryptography >= 3.3 (the distribution's python3-cryptography): No module named 'cryptography'"}
+lost_outbound:
+  description: The SPIs, by peer name, of outbound SAs this host installed that its kernel no
+    longer holds (a reboot, a flush). Their key is never installed again; each peer makes a
+    fresh nonce and SPI for them.
+  type: dict
+  returned: always
 probed:
   description: Whether the capability probes ran. They are skipped when RV(settled_inbound_half)
     already runs every part with O(cipher).
@@ -145,10 +151,15 @@ from ansible_collections.weave.fastdp.plugins.module_utils import (
     mesh_keys,
     preflight,
 )
+from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 from ansible_collections.weave.fastdp.plugins.module_utils.mesh import CIPHERS
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
-from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import esp_probe
+from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import (
+    XfrmError,
+    XfrmSocket,
+    esp_probe,
+)
 
 _SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
@@ -205,6 +216,14 @@ def main():
             private = state.identity()
     except keys.KeyMaterialError as exc:
         module.fail_json(msg=f"state_dir: {exc}")
+    lost = {}
+    try:
+        sent = state.sent()
+        if sent:
+            with XfrmSocket(p["netns"]) as xfrm:
+                lost = inventory.lost_outbound(sent, xfrm.sas())
+    except (XfrmError, NetnsError):
+        lost = {}  # no XFRM here: the probes name what is missing
     settled = None
     if p["password"] is not None and private is not None:
         settled = datapath.settled_inbound_half(module, p["state_dir"], p["password"])
@@ -215,6 +234,7 @@ def main():
         missing.update({part: why for part, why in results.items() if why})
     result = {"changed": False, "kernel": platform.release(), "missing": missing, "lacking": lacking,
               "probed": probed, "recorded_epoch": recorded, "settled_inbound_half": settled,
+              "lost_outbound": lost,
               "public_key": keys.public_key_text(private) if private else None, **facts}
     if missing and p["fail_on_missing"]:
         module.fail_json(msg="this host cannot run the encrypted fast datapath: " + "; ".join(
