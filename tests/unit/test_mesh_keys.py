@@ -87,7 +87,10 @@ def test_a_nonce_whose_sa_the_kernel_lost_is_never_used_again():
 
 def test_spent_reason_keeps_a_nonce_only_while_the_kernel_holds_its_very_sa():
     entry = {"spi": 0x1234, "nonce": "00" * 32}
-    assert mesh_keys.spent_reason(entry, _held(entry)) == "its SA was never installed"
+    assert mesh_keys.spent_reason(entry, None) is None, "never installed: it may be, once"
+    assert mesh_keys.spent_reason(entry, _held(entry, larval=True)) is None
+    assert mesh_keys.spent_reason(entry, _held(entry)) == \
+        "the kernel holds an SA in its SPI that was not installed for it"
     entry["installed"] = mesh_keys.installed_record(_held(entry))
     assert mesh_keys.spent_reason(entry, _held(entry)) is None
     assert mesh_keys.spent_reason(entry, None) == "the kernel no longer holds its SA"

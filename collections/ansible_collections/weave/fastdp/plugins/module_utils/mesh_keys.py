@@ -108,8 +108,10 @@ def spent_reason(entry: dict, held, wanted: dict | None = None) -> str | None:
     installed_key of the key this run derives: another password, peer key or derivation makes
     another key), when known."""
     made = entry.get("installed")
-    if made is None:
-        return "its SA was never installed"
+    if made is None:  # its key was never installed: it may be, once, unless an SA holds its SPI
+        if held is None or held.larval:
+            return None
+        return "the kernel holds an SA in its SPI that was not installed for it"
     if held is None or held.larval:
         return "the kernel no longer holds its SA"
     if installed_record(held) != made:

@@ -257,6 +257,20 @@ def lost_outbound(sent: dict, have: list[SA]) -> dict[str, list[int]]:
     return lost
 
 
+def unrecord_refused(state: keys.StateDir, table: dict, wanted: list[WantedSA],
+                     have: list[SA]) -> None:
+    """After a failed apply: entries whose SA the kernel does not hold were never installed."""
+    held = {(sa.dst, sa.spi) for sa in have if not sa.larval}
+    changed = False
+    for w in wanted:
+        entry = table["epochs"].get(str(w.epoch), {}).get(w.peer)
+        if w.sa is not None and entry is not None and (w.sa.dst, w.sa.spi) not in held \
+                and entry.pop("installed", None) is not None:
+            changed = True
+    if changed:
+        state.save_inbound(table)
+
+
 def all_sas_removed(have: list[SA], reqid: int) -> list[Change]:
     return [Change("-", f"SA of reqid {reqid}", before=sa) for sa in have if sa.reqid == reqid]
 
@@ -453,14 +467,19 @@ def converge_sas(module, p: dict) -> dict:
                 changes = all_sas_removed(have, p["reqid"])
             pending = [f"{w.peer} {w.epoch}" for w in wanted if w.sa is None]
             if not module.check_mode:
-                apply(xfrm, changes)
+                if present and p["direction"] == "inbound":  # recorded before it is made:
+                    record_installed(state, table, wanted)  # a kill cannot lose the record
+                try:
+                    apply(xfrm, changes)
+                except XfrmError:
+                    if present and p["direction"] == "inbound":  # what the kernel refused
+                        unrecord_refused(state, table, wanted, xfrm.sas())  # was never made
+                    raise
                 if present:
                     if sessions is not None:
                         state.save_sessions(sessions)
                     state.save_derived_keys(p["direction"], derived_keys)
-                    if p["direction"] == "inbound":
-                        record_installed(state, table, wanted)
-                    else:
+                    if p["direction"] == "outbound":
                         record_sent(state, sent, wanted)
                 for item in pending:
                     module.warn(f"{p['direction']} SA of {item}: no nonce yet, not installed")
