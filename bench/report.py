@@ -189,6 +189,20 @@ def playbooks(data: dict) -> list[str]:
     return out + plots("playbooks")
 
 
+def controller(data: dict) -> list[str]:
+    out = header("controller", data.get("date"), data.get("command"), data.get("host"), None)
+    out += [(f"One simulated play of {data['tasks']} tasks (--forks {data['forks']}): what the "
+             "role templates for its modules on every host, against a floor of as many tasks "
+             "setting a constant. Per host: wall and CPU seconds over the hosts."), ""]
+    out += table(["hosts", "floor", "role's controller work", "per host", "CPU per host",
+                  "peak RSS", "role / floor"],
+                 [[str(r["hosts"]), seconds(r["floor"]["s"]), seconds(r["role"]["s"]),
+                   seconds(r["role"]["s_per_host"]), seconds(r["role"]["cpu_s_per_host"]),
+                   f"{r['role']['peak_rss_mb']:.0f} MB", num(r["role_over_floor"])]
+                  for r in data["rows"]])
+    return out
+
+
 def other(name: str, data) -> list[str]:
     """A results file this script has no table for: its run's facts and a link to it."""
     top = data if isinstance(data, dict) else {}
@@ -197,7 +211,8 @@ def other(name: str, data) -> list[str]:
     return out + plots(name)
 
 
-RENDERERS = {"dataplane": dataplane, "modules": modules, "playbooks": playbooks}
+RENDERERS = {"controller": controller, "dataplane": dataplane, "modules": modules,
+             "playbooks": playbooks}
 
 
 # ------------------------------------------------------------------ the page
