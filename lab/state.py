@@ -26,6 +26,22 @@ def converge(lab, *args, inventory=None, **options):
     return run_playbook(lab, "site.yml", *args, inventory=inventory or lab.three, **options)
 
 
+def snapshot(lab: Lab) -> dict:
+    """Everything of each host the collection (or a package install) could change: links, XFRM,
+    rules, the state dir and, on a host with its own root filesystem, its installed packages."""
+    state = {}
+    for h in lab.hosts:
+        out = []
+        for argv in (["ip", "-d", "link", "show"], ["ip", "xfrm", "state"],
+                     ["ip", "xfrm", "policy"], ["iptables-save"], ["ip6tables-save"]):
+            text = lab.exec(h, *argv).stdout
+            out.append(re.sub(r"\[\d+:\d+\]|^#.*$", "", text, flags=re.MULTILINE))
+        files = sorted(p.name for p in lab.state_dir(h).glob("**/*"))
+        packages = (h.root / "var/lib/dpkg/status").read_text() if h.root else ""
+        state[h.name] = (out, files, packages)
+    return state
+
+
 def mesh_hosts(lab):
     return lab.hosts[:3]
 

@@ -8,12 +8,12 @@ the host and the package. h1 alone converges to the preflight's fail-closed end 
 has no ESP) without a package task.
 """
 
-import re
 
 import pytest
 
 from lab.hosts import Lab
 from lab.playbook import mesh_inventory, run_playbook
+from lab.state import snapshot
 
 pytestmark = pytest.mark.netns
 
@@ -22,22 +22,6 @@ pytestmark = pytest.mark.netns
 def lab():
     with Lab(count=2, name="wfpkg", sshd=True, platforms=["debian12", "debian12-nocrypto"]) as lab:
         yield lab
-
-
-def snapshot(lab: Lab) -> dict:
-    """What the collection or a package install could change on each host: links, XFRM,
-    rules, the state dir and the installed packages."""
-    state = {}
-    for h in lab.hosts:
-        out = []
-        for argv in (["ip", "-d", "link", "show"], ["ip", "xfrm", "state"],
-                     ["ip", "xfrm", "policy"], ["iptables-save"], ["ip6tables-save"]):
-            text = lab.exec(h, *argv).stdout
-            out.append(re.sub(r"\[\d+:\d+\]|^#.*$", "", text, flags=re.MULTILINE))
-        files = sorted(p.name for p in lab.state_dir(h).glob("**/*"))
-        packages = (h.root / "var/lib/dpkg/status").read_text()
-        state[h.name] = (out, files, packages)
-    return state
 
 
 def test_the_lab_host_lacks_python3_cryptography(lab):

@@ -5,13 +5,13 @@ comes before anything that needs ESP, so every case reaches its own error here. 
 inventory then fails closed, naming the part this kernel lacks.
 """
 
-import re
 
 import pytest
 
 from lab.hosts import Lab
 from lab.modules import run_module
 from lab.playbook import host_vars_inventory, run_playbook
+from lab.state import snapshot
 
 pytestmark = pytest.mark.netns
 
@@ -20,20 +20,6 @@ pytestmark = pytest.mark.netns
 def lab():
     with Lab(count=3, name="wfinv", sshd=True) as lab:
         yield lab
-
-
-def snapshot(lab: Lab) -> dict:
-    """Everything of each host the collection could change: links, XFRM, rules, state dir."""
-    state = {}
-    for h in lab.hosts:
-        out = []
-        for argv in (["ip", "-d", "link", "show"], ["ip", "xfrm", "state"],
-                     ["ip", "xfrm", "policy"], ["iptables-save"], ["ip6tables-save"]):
-            text = lab.exec(h, *argv).stdout
-            out.append(re.sub(r"\[\d+:\d+\]|^#.*$", "", text, flags=re.MULTILINE))
-        files = sorted(p.name for p in lab.state_dir(h).glob("**/*"))
-        state[h.name] = (out, files)
-    return state
 
 
 CASES = {

@@ -8,7 +8,6 @@ naming the part it lacks, and no host changes."""
 
 import json
 import os
-import re
 import subprocess
 
 import pytest
@@ -16,6 +15,7 @@ import yaml
 
 from lab.hosts import Lab
 from lab.playbook import PLAYBOOKS, REPO, PlaybookRun, run_logged, vault_password
+from lab.state import snapshot
 from tests import gates
 
 pytestmark = pytest.mark.netns
@@ -26,19 +26,6 @@ def lab():
     with Lab(count=2, name="wfrun", sshd=True) as lab:
         vault_password(lab)
         yield lab
-
-
-def snapshot(lab: Lab) -> dict:
-    """Everything of each host the collection could change: links, XFRM, rules, state dir."""
-    state = {}
-    for h in lab.hosts:
-        out = []
-        for argv in (["ip", "-d", "link", "show"], ["ip", "xfrm", "state"],
-                     ["ip", "xfrm", "policy"], ["iptables-save"], ["ip6tables-save"]):
-            text = lab.exec(h, *argv).stdout
-            out.append(re.sub(r"\[\d+:\d+\]|^#.*$", "", text, flags=re.MULTILINE))
-        state[h.name] = (out, sorted(p.name for p in lab.state_dir(h).glob("**/*")))
-    return state
 
 
 def assert_fails_closed(lab: Lab, messages: dict[str, str]) -> None:
