@@ -84,7 +84,7 @@ def test_the_verify_step_reports_a_pair_without_sas_as_broken_without_failing(ne
     result = run_module("datapath", {"verify": verify})
     assert not result["changed"]
     assert result["verify"]["broken"] == [
-        f"h2 ({PEER}): incomplete: no inbound SA, outbound SA, outbound policy"]
+        f"h2 ({PEER}): incomplete: no inbound SA, outbound SA, outbound policy, inbound policy"]
     assert result["verify"]["peers"][0]["mtu"] is not None
 
 

@@ -1,8 +1,8 @@
 """The state of every pair, the way `weave status connections` reports it.
 
 A pair is "encrypted fastdp" when this host has an inbound SA from the peer, an outbound SA to
-it and an outbound policy whose template uses that SA; otherwise it is "incomplete" and says
-which part is missing. Counters come from the kernel's SA dump.
+it, an outbound policy whose template uses that SA and the mesh's inbound policy; otherwise it
+is "incomplete" and says which part is missing. Counters come from the kernel's SA dump.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ class PeerStatus:
 
 
 def pair_status(peers, local_address, sas: list[SAView], policy_spis: dict[str, int],
-                guarded: set[str], mtu: int | None) -> list[dict]:
+                guarded: set[str], mtu: int | None, *, inbound_policy: bool = True) -> list[dict]:
     """``policy_spis``: peer address -> SPI of the outbound policy's template;
-    ``guarded``: peer addresses the guard chains cover."""
+    ``guarded``: peer addresses the guard chains cover; ``inbound_policy``: whether the mesh's
+    inbound policy is there."""
     rows = []
     for peer in peers:
         address = peer["address"]
@@ -87,6 +88,8 @@ def pair_status(peers, local_address, sas: list[SAView], policy_spis: dict[str, 
             missing.append(f"outbound SA for the policy's SPI {policy_spi:#010x}")
         if address not in guarded:
             missing.append("guard rules")
+        if not inbound_policy:
+            missing.append("inbound policy")
         used_out = outbound.get(policy_spi)
         newest_in = max(inbound, key=lambda sa: sa.packets, default=None)
         rows.append(PeerStatus(
@@ -131,12 +134,13 @@ def table(rows: list[dict]) -> str:
 @dataclass
 class Observed:
     """One look at the host: the mesh's SAs (by reqid), its outbound policies' SPIs, the peers
-    its guard chains cover and the VXLAN device's MTU."""
+    its guard chains cover, the VXLAN device's MTU and whether its inbound policy is there."""
 
     sas: list[SAView]
     policy_spis: dict[str, int]
     guarded: set[str]
     mtu: int | None
+    inbound_policy: bool = True
 
 
 def observe(*, reqid: int, mesh: str, device: str, local_address: str,
@@ -145,11 +149,14 @@ def observe(*, reqid: int, mesh: str, device: str, local_address: str,
     with XfrmSocket(netns) as xfrm:
         sas = [SAView(sa.src, sa.dst, sa.spi, sa.bytes, sa.packets, sa.replay_errors,
                       sa.integrity_failures) for sa in xfrm.sas() if sa.reqid == reqid]
-        policy_spis = {t.dst: t.spi for p in xfrm.policies() if p.dir == "out"
+        policies = xfrm.policies()
+        policy_spis = {t.dst: t.spi for p in policies if p.dir == "out"
                        for t in p.templates if t.reqid == reqid}
+        inbound_policy = any(p.dir == "in" and p.selector.dst == local_address
+                             and any(t.reqid == reqid for t in p.templates) for p in policies)
     ipv = ipaddress.ip_address(local_address).version
     guarded = {peer for peer in guard_state(mesh, ipv, netns) if peer != "*"}
-    return Observed(sas, policy_spis, guarded, link_mtu(device, netns))
+    return Observed(sas, policy_spis, guarded, link_mtu(device, netns), inbound_policy)
 
 
 def link_mtu(device: str, netns: str | None) -> int | None:
@@ -251,7 +258,7 @@ def report(module, p: dict) -> dict:
         seen = observe(reqid=p["reqid"], mesh=p["mesh"], device=p["device"],
                        local_address=p["local_address"], netns=p["netns"])
         return pair_status(p["peers"], p["local_address"], seen.sas, seen.policy_spis,
-                           seen.guarded, seen.mtu)
+                           seen.guarded, seen.mtu, inbound_policy=seen.inbound_policy)
 
     broken = []
     try:

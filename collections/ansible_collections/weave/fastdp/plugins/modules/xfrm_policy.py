@@ -39,6 +39,11 @@ options:
         description: Selector protocol (V(udp), V(tcp), V(icmp), V(any) or a number).
         type: raw
         default: any
+      dport:
+        description: Selector destination port (with O(policies[].proto) V(udp) or V(tcp));
+          V(0) is any.
+        type: int
+        default: 0
       direction:
         description: Policy direction.
         type: str
@@ -65,7 +70,7 @@ options:
             type: str
             required: true
           spi:
-            description: SA SPI (256 and up).
+            description: SA SPI (256 and up); V(0) in an inbound policy is any SA of O(reqid).
             type: int
             required: true
           reqid:
