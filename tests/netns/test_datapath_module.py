@@ -29,7 +29,8 @@ def inbound_half(netns, tmp_path):
     return {
         "nonces": {**COMMON, "peers": [{"name": "h2", "public_key": public_key}],
                    "state_dir": state_dir, "netns": netns},
-        "guards": {"mesh": "lab", "local_address": LOCAL, "netns": netns,
+        "guards": {"mesh": "lab", "local_address": LOCAL, "netns": netns, "reqid": 7,
+                   "device": "wf-lab",
                    "peers": [{"name": "h2", "address": PEER}]},
         "vxlan": {"name": "wf-lab", "vni": 42, "local": LOCAL, "addresses": ["203.0.113.1/24"],
                   "peers": [PEER], "netns": netns},

@@ -25,6 +25,7 @@ def underlay(host, six):
 
 def guard_args(host, peers, six=False):
     return {"mesh": "test", "local_address": underlay(host, six), "netns": host.netns,
+            "reqid": REQID, "device": "wf-test",
             "peers": [{"name": p.name, "address": underlay(p, six),
                        "inbound_spis": [SPI[host.name]]} for p in peers]}
 
@@ -81,7 +82,9 @@ def test_fail_closed_spoof_dropped_idempotent_and_clean_removal(lab_factory):
     assert made["commands"] == predicted["commands"]
     assert "rules" not in predicted  # only in diff mode
     assert "iptables mangle: -A OUTPUT -j FASTDP-test-OUT" in made["rules"]
-    assert made["commands"].count("iptables -I OUTPUT 1 -j FASTDP-test-OUT") == 2  # filter, mangle
+    assert made["commands"].count("iptables -I OUTPUT 1 -j FASTDP-test-OUT") == 1  # mangle
+    assert "ip6tables -A FASTDP-test-PST -o wf-test -j MARK --set-xmark 0x20000/0x20000" in \
+        made["commands"], "what leaves through the device is marked in the other family too"
     assert "iptables mangle: -A OUTPUT -j FASTDP-test-OUT" in made["diff"]["after"]
     for check in (True, False):
         assert not run_module("guards", guard_args(a, [b]), check=check)["changed"]
@@ -154,7 +157,11 @@ def test_ipv6_underlay(lab_factory):
     assert ping(lab, a, b), "the IPv6 underlay carries the overlay before any guard"
     for host, peer in ((a, b), (b, a)):
         made = run_module("guards", guard_args(host, [peer], six=True))
-        assert all(line.startswith("ip6tables ") for line in made["commands"])
+        ipv4 = [line for line in made["commands"] if line.startswith("iptables ")]
+        assert ipv4 == ["iptables *mangle", "iptables :FASTDP-test-PST - [0:0]",
+                        "iptables -A FASTDP-test-PST -o wf-test -j MARK --set-xmark 0x20000/0x20000",
+                        "iptables -I POSTROUTING 1 -j FASTDP-test-PST", "iptables COMMIT"], \
+            "IPv4: the device's mark only"
     assert not run_module("guards", guard_args(a, [b], six=True))["changed"]
     with capture(lab, a, "udp port 6784") as cap:
         assert not ping(lab, a, b)

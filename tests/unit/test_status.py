@@ -44,6 +44,17 @@ def test_a_missing_inbound_policy_breaks_every_pair():
     assert diagnose(rows[0], None, True) == "incomplete: no inbound policy"
 
 
+def test_a_displaced_guard_breaks_every_pair_and_says_what_stands_in_front_of_it():
+    sas = [SAView(B, A, 0x1001), SAView(A, B, 0x2001), SAView(C, A, 0x1002), SAView(A, C, 0x2002)]
+    behind = "mangle INPUT: behind -p udp -m udp --dport 6784 -j ACCEPT"
+    rows = pair_status(PEERS, A, sas, policy_spis={B: 0x2001, C: 0x2002}, guarded={B, C},
+                       mtu=1416, guard_problems=[behind])
+    for r in rows:
+        assert r["mode"] == "incomplete" and r["missing"] == [f"guard first in {behind}"]
+    assert diagnose(rows[0], None, True) == f"incomplete: no guard first in {behind}"
+    assert f"incomplete (no guard first in {behind})" in table(rows)
+
+
 def row(**counters):
     base = {"missing": [], "packets_out": 0, "packets_in": 0, "integrity_errors": 0,
             "replay_errors": 0}
