@@ -5,6 +5,7 @@ leaves exactly what was there, foreign rules survive; IPv6 underlays."""
 
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from ansible_collections.weave.fastdp.plugins.module_utils.guards import guard_state
@@ -171,3 +172,30 @@ def test_ipv6_underlay(lab_factory):
     assert state[b.address6]["untransformed_dropped"] > 0
     run_module("guards", {"mesh": "test", "state": "absent", "netns": a.netns})
     assert saved(lab, a, "ip6tables") == clean
+
+
+def test_an_earlier_releases_filter_chains_go_once_the_mangle_chains_stand(lab_factory):
+    """What release 0.1.0 left (its drops in the filter table) is replaced by one run: the
+    mangle chains complete, the filter chains and their jumps gone, foreign rules kept; a
+    second run changes nothing."""
+    lab = lab_factory(count=2, sshd=False)
+    a, b = lab.hosts
+    lab.exec(a, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+    saved_0_1_0 = (Path(__file__).parent.parent / "fixtures/guards-0.1.0.save").read_text()
+    old = "\n".join(line.split("] ", 1)[1] if line.startswith("[") else line
+                    for line in saved_0_1_0.splitlines()
+                    if not line.startswith((":PREROUTING", ":INPUT", ":FORWARD", ":OUTPUT",
+                                            ":FOREIGN", "#")) and "FOREIGN" not in line
+                    and "--dport 22" not in line)
+    lab.exec(a, "iptables-restore", "--noflush", input=old + "\n")
+    assert "FASTDP-weave-IN" in lab.exec(a, "iptables-save", "-t", "filter").stdout
+
+    args = {**guard_args(a, [b]), "mesh": "weave"}
+    made = run_module("guards", args)
+    assert made["changed"]
+    mangle = made["commands"].index("iptables *mangle")
+    assert mangle < made["commands"].index("iptables *filter"), "the new guard first, then no gap"
+    assert [line for line in saved(lab, a) if "FASTDP" in line and "*filter" in line] == []
+    assert "*filter -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT" in saved(lab, a)
+    assert guard_state("weave", netns=a.netns)[b.address] is not None
+    assert not run_module("guards", args)["changed"]
