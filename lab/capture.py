@@ -43,18 +43,15 @@ class Capture:
 
 
 @contextmanager
-def capture(lab: Lab, host: LabHost | str | None, bpf: str = "", *, settle: float = 0.3,
-            iface: str | None = None):
+def capture(lab: Lab, host: LabHost | str | None, bpf: str = "", *, settle: float = 0.3):
     """Run tcpdump on the host's eth0 (``host=None``: on the lab's bridge, where every host's
-    underlay traffic passes; ``iface``: on another of the host's interfaces, such as the
-    overlay's VXLAN device, which shows the frames it took) for the duration of the block;
-    yields a Capture whose results are complete once the block has exited. ``settle`` lets
-    late packets arrive."""
+    underlay traffic passes) for the duration of the block; yields a Capture whose results
+    are complete once the block has exited. ``settle`` lets late packets arrive."""
     if host is None:
         where, iface, name = [], lab.bridge, "bridge"
     else:
         h = lab.host(host)
-        where, iface, name = ["ip", "netns", "exec", h.netns], iface or h.iface, h.name
+        where, iface, name = ["ip", "netns", "exec", h.netns], h.iface, h.name
     path = lab.work_dir / f"{name}-{next(_serial)}.pcap"
     # -Z root: tcpdump would drop to its own user, which cannot write the lab's work dir.
     proc = subprocess.Popen(

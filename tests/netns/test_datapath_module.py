@@ -29,8 +29,7 @@ def inbound_half(netns, tmp_path):
     return {
         "nonces": {**COMMON, "peers": [{"name": "h2", "public_key": public_key}],
                    "state_dir": state_dir, "netns": netns},
-        "guards": {"mesh": "lab", "local_address": LOCAL, "netns": netns, "reqid": 7,
-                   "device": "wf-lab",
+        "guards": {"mesh": "lab", "local_address": LOCAL, "netns": netns,
                    "peers": [{"name": "h2", "address": PEER}]},
         "vxlan": {"name": "wf-lab", "vni": 42, "local": LOCAL, "addresses": ["203.0.113.1/24"],
                   "peers": [PEER], "netns": netns},
@@ -85,7 +84,7 @@ def test_the_verify_step_reports_a_pair_without_sas_as_broken_without_failing(ne
     result = run_module("datapath", {"verify": verify})
     assert not result["changed"]
     assert result["verify"]["broken"] == [
-        f"h2 ({PEER}): incomplete: no inbound SA, outbound SA, outbound policy, inbound policy"]
+        f"h2 ({PEER}): incomplete: no inbound SA, outbound SA, outbound policy"]
     assert result["verify"]["peers"][0]["mtu"] is not None
 
 

@@ -5,7 +5,6 @@ leaves exactly what was there, foreign rules survive; IPv6 underlays."""
 
 import re
 import sys
-from pathlib import Path
 
 import pytest
 from ansible_collections.weave.fastdp.plugins.module_utils.guards import guard_state
@@ -26,7 +25,6 @@ def underlay(host, six):
 
 def guard_args(host, peers, six=False):
     return {"mesh": "test", "local_address": underlay(host, six), "netns": host.netns,
-            "reqid": REQID, "device": "wf-test",
             "peers": [{"name": p.name, "address": underlay(p, six),
                        "inbound_spis": [SPI[host.name]]} for p in peers]}
 
@@ -83,9 +81,7 @@ def test_fail_closed_spoof_dropped_idempotent_and_clean_removal(lab_factory):
     assert made["commands"] == predicted["commands"]
     assert "rules" not in predicted  # only in diff mode
     assert "iptables mangle: -A OUTPUT -j FASTDP-test-OUT" in made["rules"]
-    assert made["commands"].count("iptables -I OUTPUT 1 -j FASTDP-test-OUT") == 1  # mangle
-    assert "ip6tables -A FASTDP-test-PST -o wf-test -j MARK --set-xmark 0x20000/0x20000" in \
-        made["commands"], "what leaves through the device is marked in the other family too"
+    assert made["commands"].count("iptables -I OUTPUT 1 -j FASTDP-test-OUT") == 2  # filter, mangle
     assert "iptables mangle: -A OUTPUT -j FASTDP-test-OUT" in made["diff"]["after"]
     for check in (True, False):
         assert not run_module("guards", guard_args(a, [b]), check=check)["changed"]
@@ -158,11 +154,7 @@ def test_ipv6_underlay(lab_factory):
     assert ping(lab, a, b), "the IPv6 underlay carries the overlay before any guard"
     for host, peer in ((a, b), (b, a)):
         made = run_module("guards", guard_args(host, [peer], six=True))
-        ipv4 = [line for line in made["commands"] if line.startswith("iptables ")]
-        assert ipv4 == ["iptables *mangle", "iptables :FASTDP-test-PST - [0:0]",
-                        "iptables -A FASTDP-test-PST -o wf-test -j MARK --set-xmark 0x20000/0x20000",
-                        "iptables -I POSTROUTING 1 -j FASTDP-test-PST", "iptables COMMIT"], \
-            "IPv4: the device's mark only"
+        assert all(line.startswith("ip6tables ") for line in made["commands"])
     assert not run_module("guards", guard_args(a, [b], six=True))["changed"]
     with capture(lab, a, "udp port 6784") as cap:
         assert not ping(lab, a, b)
@@ -172,30 +164,3 @@ def test_ipv6_underlay(lab_factory):
     assert state[b.address6]["untransformed_dropped"] > 0
     run_module("guards", {"mesh": "test", "state": "absent", "netns": a.netns})
     assert saved(lab, a, "ip6tables") == clean
-
-
-def test_an_earlier_releases_filter_chains_go_once_the_mangle_chains_stand(lab_factory):
-    """What release 0.1.0 left (its drops in the filter table) is replaced by one run: the
-    mangle chains complete, the filter chains and their jumps gone, foreign rules kept; a
-    second run changes nothing."""
-    lab = lab_factory(count=2, sshd=False)
-    a, b = lab.hosts
-    lab.exec(a, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
-    saved_0_1_0 = (Path(__file__).parent.parent / "fixtures/guards-0.1.0.save").read_text()
-    old = "\n".join(line.split("] ", 1)[1] if line.startswith("[") else line
-                    for line in saved_0_1_0.splitlines()
-                    if not line.startswith((":PREROUTING", ":INPUT", ":FORWARD", ":OUTPUT",
-                                            ":FOREIGN", "#")) and "FOREIGN" not in line
-                    and "--dport 22" not in line)
-    lab.exec(a, "iptables-restore", "--noflush", input=old + "\n")
-    assert "FASTDP-weave-IN" in lab.exec(a, "iptables-save", "-t", "filter").stdout
-
-    args = {**guard_args(a, [b]), "mesh": "weave"}
-    made = run_module("guards", args)
-    assert made["changed"]
-    mangle = made["commands"].index("iptables *mangle")
-    assert mangle < made["commands"].index("iptables *filter"), "the new guard first, then no gap"
-    assert [line for line in saved(lab, a) if "FASTDP" in line and "*filter" in line] == []
-    assert "*filter -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT" in saved(lab, a)
-    assert guard_state("weave", netns=a.netns)[b.address] is not None
-    assert not run_module("guards", args)["changed"]

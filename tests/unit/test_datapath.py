@@ -32,20 +32,16 @@ def test_sa_steps_take_their_direction_from_their_name():
     assert wired("outbound_sas", p, {})["direction"] == "outbound"
 
 
-def test_outbound_policies_go_through_the_newest_outbound_sa_of_each_peer_and_one_inbound_policy_takes_only_the_meshs_esp():
+def test_outbound_policies_go_through_the_newest_outbound_sa_of_each_peer():
     p = {"outbound_sas": {"reqid": 7, "netns": "ns1", "local_address": "198.51.100.11"},
-         "outbound_policies": {"mark": "0x20000", "port": 6784, "retain": [], "purge": True}}
+         "outbound_policies": {"mark": "0x20000", "retain": [], "purge": True}}
     done = {"outbound_sas": {"outbound_spis": {"h2": {"address": "198.51.100.12", "spi": 0x1234}}}}
     params = wired("outbound_policies", p, done)
     assert (params["reqid"], params["netns"]) == (7, "ns1")
     assert params["policies"] == [{
         "src": "198.51.100.11", "dst": "198.51.100.12", "proto": "udp", "direction": "out",
         "mark": 0x20000, "mask": 0x20000,
-        "template": {"src": "198.51.100.11", "dst": "198.51.100.12", "spi": 0x1234, "reqid": 7},
-    }, {
-        "src": "0.0.0.0/0", "dst": "198.51.100.11", "proto": "udp", "dport": 6784,
-        "direction": "in", "mark": 0, "mask": 0,
-        "template": {"src": "0.0.0.0", "dst": "198.51.100.11", "spi": 0, "reqid": 7}}]
+        "template": {"src": "198.51.100.11", "dst": "198.51.100.12", "spi": 0x1234, "reqid": 7}}]
 
 
 def test_the_inbound_half_fingerprint_leaves_the_password_out_and_every_other_option_in():

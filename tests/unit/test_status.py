@@ -36,25 +36,6 @@ def test_a_policy_pointing_at_a_missing_sa_is_incomplete():
     assert rows[0]["missing"] == ["outbound SA for the policy's SPI 0x00002002", "guard rules"]
 
 
-def test_a_missing_inbound_policy_breaks_every_pair():
-    sas = [SAView(B, A, 0x1001), SAView(A, B, 0x2001)]
-    rows = pair_status(PEERS[:1], A, sas, policy_spis={B: 0x2001}, guarded={B}, mtu=1416,
-                       inbound_policy=False)
-    assert rows[0]["mode"] == "incomplete" and rows[0]["missing"] == ["inbound policy"]
-    assert diagnose(rows[0], None, True) == "incomplete: no inbound policy"
-
-
-def test_a_displaced_guard_breaks_every_pair_and_says_what_stands_in_front_of_it():
-    sas = [SAView(B, A, 0x1001), SAView(A, B, 0x2001), SAView(C, A, 0x1002), SAView(A, C, 0x2002)]
-    behind = "mangle INPUT: behind -p udp -m udp --dport 6784 -j ACCEPT"
-    rows = pair_status(PEERS, A, sas, policy_spis={B: 0x2001, C: 0x2002}, guarded={B, C},
-                       mtu=1416, guard_problems=[behind])
-    for r in rows:
-        assert r["mode"] == "incomplete" and r["missing"] == [f"guard first in {behind}"]
-    assert diagnose(rows[0], None, True) == f"incomplete: no guard first in {behind}"
-    assert f"incomplete (no guard first in {behind})" in table(rows)
-
-
 def row(**counters):
     base = {"missing": [], "packets_out": 0, "packets_in": 0, "integrity_errors": 0,
             "replay_errors": 0}

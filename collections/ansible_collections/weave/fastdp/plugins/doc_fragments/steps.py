@@ -101,16 +101,6 @@ options:
       C(0x4000)/C(0x8000). An integer or a string like C(0x20000).
     type: raw
     default: 0x20000
-  reqid:
-    description: The reqid of the mesh's SAs. Inbound tunnel traffic is let through only when
-      one of them decrypted it (ESP, transport mode, nothing else), from a declared peer.
-      Required when O(state=present).
-    type: int
-  device:
-    description: The mesh's VXLAN device. What leaves through it carries the mark into its
-      encapsulation (both address families), so the tunnel takes it; datagrams of local sockets
-      that did not come through it are never marked. Required when O(state=present).
-    type: str
   peers:
     description: The peers of this run.
     type: list
@@ -471,16 +461,6 @@ options:
           An integer or a string like C(0x20000).
         type: raw
         default: 131072
-      reqid:
-        description: The reqid of the mesh's SAs. Inbound tunnel traffic is let through only when
-          one of them decrypted it (ESP, transport mode, nothing else), from a declared peer. Required
-          when O(guards.state=present).
-        type: int
-      device:
-        description: The mesh's VXLAN device. What leaves through it carries the mark into its encapsulation
-          (both address families), so the tunnel takes it; datagrams of local sockets that did not
-          come through it are never marked. Required when O(guards.state=present).
-        type: str
       peers:
         description: The peers of this run.
         type: list

@@ -16,7 +16,6 @@ from ansible_collections.weave.fastdp.plugins.module_utils import (
     keys,
     status,
     vxlan,
-    xfrm_policies,
 )
 from ansible_collections.weave.fastdp.plugins.module_utils import xfrm_inventory as inventory
 from ansible_collections.weave.fastdp.plugins.module_utils.fingerprint import (  # noqa: F401  # pylint: disable=unused-import
@@ -41,7 +40,6 @@ ARGUMENT_SPEC = {
     "outbound_sas": SA_STEP,
     "outbound_policies": {"type": "dict", "options": {
         "mark": {"type": "raw", "default": guards.DEFAULT_MARK},
-        "port": {"type": "int", "default": 6784},
         **arguments.RETAIN_AND_PURGE,
     }},
     "verify": {"type": "dict", "options": {
@@ -72,10 +70,9 @@ def wired(name: str, p: dict, done: dict) -> dict:
         params.update(state="present", direction=name[:-len("_sas")])
     elif name == "outbound_policies":
         sas = p["outbound_sas"]
-        params.update(reqid=sas["reqid"], netns=sas["netns"], policies=[
-            *inventory.outbound_policies(done["outbound_sas"]["outbound_spis"],
-                                         sas["local_address"], params.pop("mark"), sas["reqid"]),
-            xfrm_policies.inbound_policy(sas["local_address"], params.pop("port"), sas["reqid"])])
+        params.update(reqid=sas["reqid"], netns=sas["netns"], policies=inventory.outbound_policies(
+            done["outbound_sas"]["outbound_spis"], sas["local_address"], params.pop("mark"),
+            sas["reqid"]))
     elif name == "verify":
         params["verify"] = True
     return params

@@ -71,7 +71,6 @@ def _xt_policy_probe() -> None:
         "xt_policy, xt_mark": ["OUTPUT", "-m", "policy", "--dir", "out", "--pol", "none",
                                "-m", "mark", "--mark", "0x20000/0x20000", "-j", "DROP"],
         "xt_esp": ["INPUT", "-p", "esp", "-m", "esp", "--espspi", "256", "-j", "ACCEPT"],
-        "xt_owner": ["OUTPUT", "-m", "owner", "--uid-owner", "0-4294967294", "-j", "RETURN"],
     }
     for matches, rule in guards.items():
         done = subprocess.run([iptables, "-w", "-A", *rule], capture_output=True, text=True,

@@ -1,10 +1,8 @@
 """The state of every pair, the way `weave status connections` reports it.
 
 A pair is "encrypted fastdp" when this host has an inbound SA from the peer, an outbound SA to
-it, an outbound policy whose template uses that SA, the mesh's inbound policy and guard rules
-for the peer whose jumps stand first; otherwise it is "incomplete" and says which part is
-missing (a displaced guard names the rule in front of it). Counters come from the kernel's SA
-dump.
+it and an outbound policy whose template uses that SA; otherwise it is "incomplete" and says
+which part is missing. Counters come from the kernel's SA dump.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from ansible_collections.weave.fastdp.plugins.module_utils import arguments
-from ansible_collections.weave.fastdp.plugins.module_utils.guards import GuardError, guard_report
+from ansible_collections.weave.fastdp.plugins.module_utils.guards import GuardError, guard_state
 from ansible_collections.weave.fastdp.plugins.module_utils.netns import NetnsError, entered
 from ansible_collections.weave.fastdp.plugins.module_utils.rtnl import Rtnl
 from ansible_collections.weave.fastdp.plugins.module_utils.xfrm import XfrmError, XfrmSocket
@@ -69,12 +67,9 @@ class PeerStatus:
 
 
 def pair_status(peers, local_address, sas: list[SAView], policy_spis: dict[str, int],
-                guarded: set[str], mtu: int | None, *, guard_problems: list[str] = (),
-                inbound_policy: bool = True) -> list[dict]:
+                guarded: set[str], mtu: int | None) -> list[dict]:
     """``policy_spis``: peer address -> SPI of the outbound policy's template;
-    ``guarded``: peer addresses the guard chains cover; ``guard_problems``: guard chains that
-    are missing or whose jump is not first (guards.problems), which break every pair;
-    ``inbound_policy``: whether the mesh's inbound policy is there."""
+    ``guarded``: peer addresses the guard chains cover."""
     rows = []
     for peer in peers:
         address = peer["address"]
@@ -92,9 +87,6 @@ def pair_status(peers, local_address, sas: list[SAView], policy_spis: dict[str, 
             missing.append(f"outbound SA for the policy's SPI {policy_spi:#010x}")
         if address not in guarded:
             missing.append("guard rules")
-        missing += [f"guard first in {problem}" for problem in guard_problems]
-        if not inbound_policy:
-            missing.append("inbound policy")
         used_out = outbound.get(policy_spi)
         newest_in = max(inbound, key=lambda sa: sa.packets, default=None)
         rows.append(PeerStatus(
@@ -138,16 +130,13 @@ def table(rows: list[dict]) -> str:
 
 @dataclass
 class Observed:
-    """One look at the host: the mesh's SAs (by reqid), its outbound policies' SPIs, whether
-    its inbound policy is there, the peers its guard chains cover, what is wrong with the
-    chains' jumps, and the VXLAN device's MTU."""
+    """One look at the host: the mesh's SAs (by reqid), its outbound policies' SPIs, the peers
+    its guard chains cover and the VXLAN device's MTU."""
 
     sas: list[SAView]
     policy_spis: dict[str, int]
     guarded: set[str]
     mtu: int | None
-    guard_problems: list[str] = field(default_factory=list)
-    inbound_policy: bool = True
 
 
 def observe(*, reqid: int, mesh: str, device: str, local_address: str,
@@ -156,15 +145,11 @@ def observe(*, reqid: int, mesh: str, device: str, local_address: str,
     with XfrmSocket(netns) as xfrm:
         sas = [SAView(sa.src, sa.dst, sa.spi, sa.bytes, sa.packets, sa.replay_errors,
                       sa.integrity_failures) for sa in xfrm.sas() if sa.reqid == reqid]
-        policies = xfrm.policies()
-        policy_spis = {t.dst: t.spi for p in policies if p.dir == "out"
+        policy_spis = {t.dst: t.spi for p in xfrm.policies() if p.dir == "out"
                        for t in p.templates if t.reqid == reqid}
-        inbound_policy = any(p.dir == "in" and p.selector.dst == local_address
-                             and any(t.reqid == reqid for t in p.templates) for p in policies)
     ipv = ipaddress.ip_address(local_address).version
-    state, problems = guard_report(mesh, ipv, netns)
-    guarded = {peer for peer in state if peer != "*"}
-    return Observed(sas, policy_spis, guarded, link_mtu(device, netns), problems, inbound_policy)
+    guarded = {peer for peer in guard_state(mesh, ipv, netns) if peer != "*"}
+    return Observed(sas, policy_spis, guarded, link_mtu(device, netns))
 
 
 def link_mtu(device: str, netns: str | None) -> int | None:
@@ -266,8 +251,7 @@ def report(module, p: dict) -> dict:
         seen = observe(reqid=p["reqid"], mesh=p["mesh"], device=p["device"],
                        local_address=p["local_address"], netns=p["netns"])
         return pair_status(p["peers"], p["local_address"], seen.sas, seen.policy_spis,
-                           seen.guarded, seen.mtu, guard_problems=seen.guard_problems,
-                           inbound_policy=seen.inbound_policy)
+                           seen.guarded, seen.mtu)
 
     broken = []
     try:

@@ -110,23 +110,18 @@ def _wanted_policy(p: dict, reqid: int) -> Policy:
     if not isinstance(proto, int) or not 0 <= proto <= 255:
         raise XfrmError(f"proto: {p['proto']!r} is not one of {sorted(PROTOCOL_NUMBERS)} or a "
                         "protocol number")
-    dport = p.get("dport") or 0
-    if not 0 <= dport <= 65535 or (dport and proto not in (6, 17)):
-        raise XfrmError(f"dport: {dport} is not a port of proto udp or tcp")
     t = p["template"]
     tmpl_reqid = reqid if t.get("reqid") is None else t["reqid"]
     if tmpl_reqid != reqid:
         raise XfrmError(f"template.reqid: {tmpl_reqid} differs from reqid {reqid}: the policy "
                         "would not be ours and its SA would not match")
     try:
-        if t["spi"] or p["direction"] != "in":  # an inbound policy may take any SA of the reqid
-            check_spi(t["spi"])
+        check_spi(t["spi"])
         template = Template(src=inet.field("src", t["src"], XfrmError),
                             dst=inet.field("dst", t["dst"], XfrmError), spi=t["spi"], reqid=reqid)
     except XfrmError as exc:
         raise XfrmError(f"template.{exc}") from None
-    return Policy(selector=Selector(src, dst, src_len, dst_len, proto, dport=dport),
-                  dir=p["direction"],
+    return Policy(selector=Selector(src, dst, src_len, dst_len, proto), dir=p["direction"],
                   templates=(template,), mark=p["mark"] or 0,
                   mask=p["mask"] if p["mask"] is not None else (p["mark"] or 0))
 
@@ -204,19 +199,6 @@ def outbound_policies(outbound_spis: dict, local_address: str, mark, reqid: int)
             for _peer, sa in sorted(outbound_spis.items())]
 
 
-def inbound_policy(local_address: str, port: int, reqid: int) -> dict:
-    """The tunnel-wide inbound policy (as xfrm_policy declares it): every UDP packet to the
-    tunnel port of ``local_address`` must have been decrypted by an ESP transport SA of this
-    mesh (any of its SAs: SPI 0), or the kernel drops it before the VXLAN socket sees it
-    (XfrmInTmplMismatch). The second line behind the guards' inbound rules, out of reach of
-    any iptables rule."""
-    any_address = "::" if inet.is_ipv6(local_address) else "0.0.0.0"
-    return {"src": f"{any_address}/0", "dst": local_address, "proto": "udp", "dport": int(port),
-            "direction": "in", "mark": 0, "mask": 0,
-            "template": {"src": any_address, "dst": local_address, "spi": 0,
-                         "reqid": int(reqid)}}
-
-
 # --- the module's step -------------------------------------------------------------------
 
 POLICY_ARGUMENT_SPEC = {
@@ -225,7 +207,6 @@ POLICY_ARGUMENT_SPEC = {
         "src": {"type": "str", "required": True},
         "dst": {"type": "str", "required": True},
         "proto": {"type": "raw", "default": "any"},
-        "dport": {"type": "int", "default": 0},
         "direction": {"type": "str", "choices": ["out", "in", "fwd"], "default": "out"},
         "mark": {"type": "int", "default": 0},
         "mask": {"type": "int"},

@@ -29,19 +29,13 @@ requirements:
 options:
   outbound_policies:
     description: The outbound policy towards each peer of O(outbound_sas) (M(weave.fastdp.xfrm_policy)
-      with its reqid and netns), marked tunnel traffic through the newest SA; and one inbound
-      policy, so that the kernel drops UDP to the tunnel port of O(outbound_sas.local_address)
-      that no SA of the reqid decrypted, whatever iptables holds.
+      with its reqid and netns), marked tunnel traffic through the newest SA.
     type: dict
     suboptions:
       mark:
         description: The packet mark bit the policies select on (as the guards mark).
         type: raw
         default: 0x20000
-      port:
-        description: The UDP tunnel port (the inbound policy's destination port).
-        type: int
-        default: 6784
       retain:
         description: Addresses of peers outside this run; policies naming them are never touched.
         type: list

@@ -6,11 +6,9 @@ DOCUMENTATION = r"""
 module: mesh_info
 short_description: The state of every pair of the mesh, like C(weave status connections)
 description:
-  - 'Per peer, the mode (C(encrypted fastdp), or C(incomplete) and which part is missing, of
-    inbound SA, outbound SA, outbound policy, the mesh''s inbound policy, guard rules, and a
-    guard jump that does not stand first, named with the rule in front of it, as in C(guard
-    first in mangle INPUT: behind -p udp -m udp --dport 6784 -j ACCEPT)), the SPIs each way,
-    bytes and packets each way, replay and integrity error counters, and the overlay MTU.'
+  - Per peer, the mode (C(encrypted fastdp), or C(incomplete) and which part is missing, of
+    inbound SA, outbound SA, outbound policy and guard rules), the SPIs each way, bytes and
+    packets each way, replay and integrity error counters, and the overlay MTU.
   - Reads one SA dump, one policy dump, one C(iptables-save) and the VXLAN device; only the
     mesh's own objects (its reqid, its guard chains) count.
   - With O(verify=true), sends ICMP echo to each peer's overlay address and reports every pair

@@ -39,11 +39,6 @@ options:
         description: Selector protocol (V(udp), V(tcp), V(icmp), V(any) or a number).
         type: raw
         default: any
-      dport:
-        description: Selector destination port (with O(policies[].proto) V(udp) or V(tcp));
-          V(0) is any.
-        type: int
-        default: 0
       direction:
         description: Policy direction.
         type: str
@@ -70,7 +65,7 @@ options:
             type: str
             required: true
           spi:
-            description: SA SPI (256 and up); V(0) in an inbound policy is any SA of O(reqid).
+            description: SA SPI (256 and up).
             type: int
             required: true
           reqid:
