@@ -30,23 +30,23 @@ ROLE_PACKAGES = ("python3-cryptography",)
 LACKING = {"debian12-nocrypto": ROLE_PACKAGES}
 
 
-def packages(platform: str, *, without: tuple[str, ...] = ()) -> tuple[str, ...]:
-    left_out = (*without, *LACKING.get(platform, ()))
+def packages(platform: str) -> tuple[str, ...]:
+    left_out = LACKING.get(platform, ())
     return tuple(p for p in SERVER_PACKAGES + ROLE_PACKAGES if p not in left_out)
 
 
-def image_dir(platform: str, *, without: tuple[str, ...] = ()) -> Path:
+def image_dir(platform: str) -> Path:
     """Where the image of ``platform`` (one of PLATFORMS) with its package list lives."""
     if platform not in PLATFORMS:
         raise ValueError(f"platform {platform!r}: one of {', '.join(PLATFORMS)}")
-    wanted = packages(platform, without=without)
+    wanted = packages(platform)
     digest = hashlib.sha256(" ".join((PLATFORMS[platform], *wanted)).encode()).hexdigest()[:12]
     return CACHE / f"{platform}-{digest}"
 
 
-def ensure(platform: str, *, without: tuple[str, ...] = ()) -> Path:
+def ensure(platform: str) -> Path:
     """The image of ``platform``, built first if it is not cached (about 20 s and 250 MB)."""
-    image = image_dir(platform, without=without)
+    image = image_dir(platform)
     if (image / ".complete").exists():
         return image
     if shutil.which("mmdebstrap") is None:
@@ -57,9 +57,9 @@ def ensure(platform: str, *, without: tuple[str, ...] = ()) -> Path:
     print(f"lab.rootfs: building {platform} ({PLATFORMS[platform]}) into {image}",
           file=sys.stderr, flush=True)
     subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase",
-                    "--include=" + ",".join(packages(platform, without=without)),
+                    "--include=" + ",".join(packages(platform)),
                     PLATFORMS[platform], str(partial)], check=True)
-    (partial / ".complete").write_text(" ".join(packages(platform, without=without)) + "\n")
+    (partial / ".complete").write_text(" ".join(packages(platform)) + "\n")
     shutil.rmtree(image, ignore_errors=True)
     partial.rename(image)
     return image
